@@ -1,0 +1,5 @@
+"""`python -m cnncli` runs the cnn command line."""
+
+from cnncli.cli import main
+
+main()

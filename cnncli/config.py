@@ -1,0 +1,265 @@
+"""Typed run configuration (model, data, train, augment): defaults, validation, TOML in/out."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and the fix."""
+
+
+@dataclass
+class ConvBlock:
+    """One convolution block: conv -> (batch norm) -> ReLU -> (max pool)."""
+
+    filters: int = 32
+    kernel: int = 3
+    stride: int = 1
+    # "same", "valid" or a non-negative integer number of zero pixels on each side.
+    padding: str | int = "same"
+    # Max-pool window; 0 or 1 means no pooling. pool_stride 0 means "same as pool".
+    pool: int = 2
+    pool_stride: int = 0
+    batch_norm: bool = False
+
+
+@dataclass
+class ModelConfig:
+    """The CNN: conv blocks, then flatten (or global average pool), dense layers, logits."""
+
+    conv: list[ConvBlock] = field(
+        default_factory=lambda: [ConvBlock(32), ConvBlock(64), ConvBlock(128)]
+    )
+    global_pool: bool = False
+    dense: list[int] = field(default_factory=lambda: [128])
+    dropout: float = 0.3
+
+
+@dataclass
+class DataConfig:
+    """How images become arrays and how the split is made."""
+
+    image_size: int = 64
+    channels: int = 3
+    val_fraction: float = 0.2
+    # Decoded-image cache budget in MiB; above it the cache is a memory-mapped file.
+    cache_memory: int = 2048
+    follow_symlinks: bool = False
+
+
+@dataclass
+class AugmentConfig:
+    """Online augmentation: a preset and/or explicit ops (name -> magnitude)."""
+
+    preset: str = "none"
+    ops: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 15
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4  # used by adamw (decoupled) and sgd (L2)
+    momentum: float = 0.9  # sgd only
+    warmup_epochs: float = 1.0
+    schedule: str = "cosine"  # cosine | constant
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs; saved as config.toml in the run folder and replayable."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def parse_padding(value: str | int) -> str | int:
+    """Normalise a padding value: 'same', 'valid' or an integer >= 0."""
+    if isinstance(value, bool):
+        raise ConfigError(f"padding must be 'same', 'valid' or an integer >= 0, got {value!r}")
+    if isinstance(value, int):
+        _check(value >= 0, f"padding must be >= 0, got {value}")
+        return value
+    text = str(value).strip().lower()
+    if text in ("same", "valid"):
+        return text
+    try:
+        number = int(text)
+    except ValueError:
+        raise ConfigError(
+            f"padding must be 'same', 'valid' or an integer >= 0, got {value!r}"
+        ) from None
+    _check(number >= 0, f"padding must be >= 0, got {number}")
+    return number
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every value once, at the edge; returns cfg (with padding normalised)."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    _check(len(m.conv) >= 1, "model.conv needs at least one conv block")
+    for i, block in enumerate(m.conv):
+        name = f"model.conv[{i}]"
+        _check(block.filters >= 1, f"{name}.filters must be >= 1, got {block.filters}")
+        _check(block.kernel >= 1, f"{name}.kernel must be >= 1, got {block.kernel}")
+        _check(block.stride >= 1, f"{name}.stride must be >= 1, got {block.stride}")
+        _check(block.pool >= 0, f"{name}.pool must be >= 0, got {block.pool}")
+        _check(block.pool_stride >= 0, f"{name}.pool_stride must be >= 0")
+        block.padding = parse_padding(block.padding)
+    _check(all(u >= 1 for u in m.dense), f"model.dense sizes must be >= 1, got {m.dense}")
+    _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
+    _check(4 <= d.image_size <= 1024, f"data.image_size must be 4..1024, got {d.image_size}")
+    _check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")
+    _check(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    _check(d.cache_memory >= 0, f"data.cache_memory must be >= 0 MiB, got {d.cache_memory}")
+    _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
+    _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
+    _check(t.optimizer in OPTIMIZERS, f"train.optimizer must be one of {OPTIMIZERS}")
+    _check(t.schedule in SCHEDULES, f"train.schedule must be one of {SCHEDULES}")
+    _check(t.lr > 0, f"train.lr must be > 0, got {t.lr}")
+    _check(t.weight_decay >= 0, f"train.weight_decay must be >= 0, got {t.weight_decay}")
+    _check(0 <= t.momentum < 1, f"train.momentum must be in [0, 1), got {t.momentum}")
+    _check(t.warmup_epochs >= 0, f"train.warmup_epochs must be >= 0, got {t.warmup_epochs}")
+    _check(
+        0 <= t.label_smoothing < 1,
+        f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}",
+    )
+    return cfg
+
+
+# ---------------------------------------------------------------- dict / TOML round trip
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Dataclass tree -> plain dict (TOML-ready)."""
+    return dataclasses.asdict(cfg)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass cls from a dict, rejecting unknown keys with their full name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{where}] must be a table, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [{where}]: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(cls, name, value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+_NESTED = {
+    (RunConfig, "model"): ModelConfig,
+    (RunConfig, "data"): DataConfig,
+    (RunConfig, "train"): TrainConfig,
+    (RunConfig, "augment"): AugmentConfig,
+}
+
+
+def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
+    nested = _NESTED.get((cls, name))
+    if nested is not None:
+        return _build(nested, value, where)
+    if cls is ModelConfig and name == "conv":
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list of tables ([[model.conv]])")
+        return [_build(ConvBlock, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if cls is ModelConfig and name == "dense":
+        if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+            raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+        return list(value)
+    if cls is AugmentConfig and name == "ops":
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table of op = magnitude")
+        return {str(k): float(v) for k, v in value.items()}
+    default = next(f for f in dataclasses.fields(cls) if f.name == name).default
+    if name == "padding":
+        return parse_padding(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(value, bool) and isinstance(value, int):
+        return value
+    if (
+        isinstance(default, float)
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
+        return float(value)
+    if isinstance(default, str) and isinstance(value, str):
+        return value
+    raise ConfigError(f"{where} has the wrong type: {value!r} (expected {type(default).__name__})")
+
+
+def from_dict(data: dict[str, Any]) -> RunConfig:
+    """Plain dict -> validated RunConfig; unknown keys are errors."""
+    return validate(_build(RunConfig, data, "config"))
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    """Read a config.toml (as written by save_toml) into a validated RunConfig."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def dumps_toml(cfg: RunConfig) -> str:
+    """RunConfig -> TOML text."""
+    import tomli_w
+
+    return tomli_w.dumps(to_dict(cfg))
+
+
+def save_toml(cfg: RunConfig, path: str | Path) -> None:
+    """Write cfg as TOML, atomically."""
+    from cnncli.atomic import atomic_write_text
+
+    atomic_write_text(path, dumps_toml(cfg))
+
+
+def merge_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """Apply dotted-key overrides like {'train.lr': 0.01} (flags win over the file)."""
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, last = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return from_dict(data)

@@ -1,0 +1,121 @@
+"""The CNN's forward pass as pure JAX over a flat dict of arrays (no flax, no optax).
+
+The nnx model in model.py holds the parameters and calls `forward`; inference (predict,
+eval) calls `forward` directly on weights loaded from the bundle, so there is exactly one
+implementation of the network and inference never imports training-only packages.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from cnncli.config import ModelConfig
+from cnncli.shapes import conv_padding
+
+BN_MOMENTUM = 0.9
+BN_EPS = 1e-5
+
+
+def normalize(images_u8: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]; the one preprocessing step after decode."""
+    return images_u8.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def max_pool(x: jax.Array, size: int, stride: int) -> jax.Array:
+    """VALID max pooling over H and W of an NHWC tensor.
+
+    Non-overlapping windows are a reshape + max, whose backward XLA:CPU runs much faster
+    than reduce_window's (an index search plus a scatter); odd edges are cropped exactly
+    as VALID pooling drops them.
+    """
+    if stride == size:
+        b, h, w, c = x.shape
+        oh, ow = h // size, w // size
+        x = x[:, : oh * size, : ow * size, :]
+        return x.reshape(b, oh, size, ow, size, c).max(axis=(2, 4))
+    return jax.lax.reduce_window(
+        x, -jnp.inf, jax.lax.max, (1, size, size, 1), (1, stride, stride, 1), "VALID"
+    )
+
+
+def conv2d(
+    x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, padding: str | int
+) -> jax.Array:
+    """NHWC x HWIO convolution with explicit (before, after) padding from shapes.conv_padding."""
+    before, after = conv_padding(padding, kernel.shape[0])
+    y = jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=(stride, stride),
+        padding=((before, after), (before, after)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    return y + bias
+
+
+def _batch_norm(x, params, stats, name, train, mask):
+    scale, bias = params[f"{name}/scale"], params[f"{name}/bias"]
+    if train:
+        # Statistics over real samples only: padded rows of a last partial batch carry mask 0.
+        m = mask.astype(x.dtype)[:, None, None, None]
+        count = jnp.maximum(m.sum() * x.shape[1] * x.shape[2], 1.0)
+        mean = (x * m).sum(axis=(0, 1, 2)) / count
+        var = (jnp.square(x - mean) * m).sum(axis=(0, 1, 2)) / count
+        new = {
+            f"{name}/mean": BN_MOMENTUM * stats[f"{name}/mean"] + (1 - BN_MOMENTUM) * mean,
+            f"{name}/var": BN_MOMENTUM * stats[f"{name}/var"] + (1 - BN_MOMENTUM) * var,
+        }
+    else:
+        mean, var = stats[f"{name}/mean"], stats[f"{name}/var"]
+        new = {}
+    y = (x - mean) * jax.lax.rsqrt(var + BN_EPS) * scale + bias
+    return y, new
+
+
+def _dropout(x, rate, key):
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def forward(
+    params: dict[str, jax.Array],
+    stats: dict[str, jax.Array],
+    cfg: ModelConfig,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    key: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    return_features: bool = False,
+):
+    """Logits for a float NHWC batch; returns (logits, updated batch-norm stats).
+
+    With train=True dropout needs `key` and batch norm uses (masked) batch statistics.
+    With return_features=True also returns the list of post-ReLU conv feature maps.
+    """
+    if mask is None:
+        mask = jnp.ones((x.shape[0],), jnp.float32)
+    new_stats: dict[str, jax.Array] = {}
+    features = []
+    for i, block in enumerate(cfg.conv, start=1):
+        x = conv2d(
+            x, params[f"conv{i}/kernel"], params[f"conv{i}/bias"], block.stride, block.padding
+        )
+        if block.batch_norm:
+            x, upd = _batch_norm(x, params, stats, f"bn{i}", train, mask)
+            new_stats.update(upd)
+        x = jax.nn.relu(x)
+        features.append(x)
+        if block.pool > 1:
+            x = max_pool(x, block.pool, block.pool_stride or block.pool)
+    x = x.mean(axis=(1, 2)) if cfg.global_pool else x.reshape(x.shape[0], -1)
+    for j in range(1, len(cfg.dense) + 1):
+        x = jax.nn.relu(x @ params[f"dense{j}/kernel"] + params[f"dense{j}/bias"])
+        if train and cfg.dropout > 0:
+            key, sub = jax.random.split(key)
+            x = _dropout(x, cfg.dropout, sub)
+    logits = x @ params["logits/kernel"] + params["logits/bias"]
+    if return_features:
+        return logits, new_stats, features
+    return logits, new_stats

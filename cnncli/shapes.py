@@ -1,0 +1,150 @@
+"""Layer-by-layer shape arithmetic, (W - F + 2P) / S + 1, without importing jax."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnncli.config import ConfigError, ModelConfig
+
+
+@dataclass
+class LayerRow:
+    """One row of the shape table."""
+
+    name: str
+    kind: str  # conv | bn | relu | pool | flatten | gap | dense | dropout | logits
+    out_shape: tuple[int, ...]  # (H, W, C) or (features,)
+    params: int = 0
+    macs: int = 0
+    formula: str = ""
+
+
+def conv_padding(padding: str | int, kernel: int) -> tuple[int, int]:
+    """Pixels of zero padding (before, after) for a conv; 'same' pads so that S=1 keeps W."""
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        total = kernel - 1
+        return total // 2, total - total // 2
+    return int(padding), int(padding)
+
+
+def conv_out(size: int, kernel: int, stride: int, pad_total: int) -> int:
+    """floor((W - F + 2P) / S) + 1 with 2P given as the total padding."""
+    return (size - kernel + pad_total) // stride + 1
+
+
+def _formula(w: int, f: int, p_total: int, s: int, out: int) -> str:
+    p = f"{p_total / 2:g}" if p_total % 2 else str(p_total // 2)
+    return f"({w} - {f} + 2*{p}) / {s} + 1 = {out}"
+
+
+def layer_table(
+    model: ModelConfig, image_size: int, channels: int, num_classes: int
+) -> list[LayerRow]:
+    """Shapes, parameter counts and MACs per layer; raises ConfigError naming a layer < 1 px."""
+    h = w = image_size
+    c = channels
+    rows: list[LayerRow] = []
+    for i, block in enumerate(model.conv):
+        name = f"conv{i + 1}"
+        before, after = conv_padding(block.padding, block.kernel)
+        oh = conv_out(h, block.kernel, block.stride, before + after)
+        ow = conv_out(w, block.kernel, block.stride, before + after)
+        if oh < 1 or ow < 1:
+            raise ConfigError(
+                f"layer {name}: output would be {oh}x{ow} from a {h}x{w} input "
+                f"({_formula(w, block.kernel, before + after, block.stride, ow)}); "
+                "use a larger --image-size, fewer layers, padding 'same' or a smaller stride/pool"
+            )
+        params = block.kernel * block.kernel * c * block.filters + block.filters
+        macs = oh * ow * block.kernel * block.kernel * c * block.filters
+        rows.append(
+            LayerRow(
+                name,
+                "conv",
+                (oh, ow, block.filters),
+                params,
+                macs,
+                _formula(w, block.kernel, before + after, block.stride, ow),
+            )
+        )
+        h, w, c = oh, ow, block.filters
+        if block.batch_norm:
+            rows.append(LayerRow(f"bn{i + 1}", "bn", (h, w, c), 4 * c))
+        rows.append(LayerRow(f"relu{i + 1}", "relu", (h, w, c)))
+        if block.pool > 1:
+            stride = block.pool_stride or block.pool
+            oh = conv_out(h, block.pool, stride, 0)
+            ow = conv_out(w, block.pool, stride, 0)
+            if oh < 1 or ow < 1:
+                raise ConfigError(
+                    f"layer pool{i + 1}: output would be {oh}x{ow} from a {h}x{w} input "
+                    f"({_formula(w, block.pool, 0, stride, ow)}); "
+                    "use a larger --image-size, fewer layers or no pooling in this block"
+                )
+            rows.append(
+                LayerRow(
+                    f"pool{i + 1}",
+                    "pool",
+                    (oh, ow, c),
+                    0,
+                    0,
+                    _formula(w, block.pool, 0, stride, ow),
+                )
+            )
+            h, w = oh, ow
+    if model.global_pool:
+        features = c
+        rows.append(LayerRow("gap", "gap", (features,)))
+    else:
+        features = h * w * c
+        rows.append(LayerRow("flatten", "flatten", (features,)))
+    for j, units in enumerate(model.dense):
+        rows.append(
+            LayerRow(f"dense{j + 1}", "dense", (units,), features * units + units, features * units)
+        )
+        if model.dropout > 0:
+            rows.append(LayerRow(f"dropout{j + 1}", "dropout", (units,)))
+        features = units
+    rows.append(
+        LayerRow(
+            "logits",
+            "logits",
+            (num_classes,),
+            features * num_classes + num_classes,
+            features * num_classes,
+        )
+    )
+    return rows
+
+
+def flat_features(model: ModelConfig, image_size: int, channels: int) -> int:
+    """Number of features entering the first dense layer."""
+    rows = layer_table(model, image_size, channels, 2)
+    return next(r.out_shape[0] for r in rows if r.kind in ("flatten", "gap"))
+
+
+def param_shapes(
+    cfg: ModelConfig, image_size: int, channels: int, num_classes: int
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Name -> (shape, kind) for every array of the network; kind is 'param' or 'stat'."""
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {}
+    c = channels
+    for i, block in enumerate(cfg.conv, start=1):
+        shapes[f"conv{i}/kernel"] = ((block.kernel, block.kernel, c, block.filters), "param")
+        shapes[f"conv{i}/bias"] = ((block.filters,), "param")
+        if block.batch_norm:
+            shapes[f"bn{i}/scale"] = ((block.filters,), "param")
+            shapes[f"bn{i}/bias"] = ((block.filters,), "param")
+            shapes[f"bn{i}/mean"] = ((block.filters,), "stat")
+            shapes[f"bn{i}/var"] = ((block.filters,), "stat")
+        c = block.filters
+    features = flat_features(cfg, image_size, channels)
+    for j, units in enumerate(cfg.dense, start=1):
+        shapes[f"dense{j}/kernel"] = ((features, units), "param")
+        shapes[f"dense{j}/bias"] = ((units,), "param")
+        features = units
+    shapes["logits/kernel"] = ((features, num_classes), "param")
+    shapes["logits/bias"] = ((num_classes,), "param")
+    return shapes
