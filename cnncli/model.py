@@ -35,18 +35,17 @@ class CNN(nnx.Module):
 
     def __call__(self, x: jax.Array, *, train: bool = False, key: jax.Array | None = None):
         """Logits for a float NHWC batch already normalised by network.normalize."""
-        logits, new_stats = network.forward(
-            self.weights()[0], self.weights()[1], self.cfg, x, train=train, key=key
-        )
+        params, stats = self.weights()
+        logits, new_stats = network.forward(params, stats, self.cfg, x, train=train, key=key)
         for name, value in new_stats.items():
-            self.stats[name].value = value
+            self.stats[name][...] = value
         return logits
 
     def weights(self) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
         """(params, batch-norm stats) as flat dicts of arrays."""
         return (
-            {k: v.value for k, v in self.params.items()},
-            {k: v.value for k, v in self.stats.items()},
+            {k: v[...] for k, v in self.params.items()},
+            {k: v[...] for k, v in self.stats.items()},
         )
 
 

@@ -1,0 +1,80 @@
+"""Training-state checkpoints with orbax: the last epoch and the best by validation accuracy.
+
+Orbax writes each step to a temporary folder and renames it when complete, so a run
+killed mid-write never leaves a half checkpoint that `latest_step` would pick up.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint._src.checkpoint_managers import preservation_policy as pp
+
+
+def _quiet_orbax() -> None:
+    # Orbax logs every save at INFO through absl; the CLI has its own progress output.
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+class TrainCheckpoints:
+    """Keeps the latest and the best epoch's training state under `directory`."""
+
+    def __init__(self, directory: str | Path):
+        _quiet_orbax()
+        policy = pp.AnyPreservationPolicy(
+            [
+                pp.LatestN(n=1),
+                pp.BestN(get_metric_fn=lambda m: m["val_acc"], reverse=False, n=1),
+            ]
+        )
+        self.directory = Path(directory).absolute()
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                preservation_policy=policy,
+                enable_async_checkpointing=False,
+                cleanup_tmp_directories=True,
+            ),
+            item_names=("state", "meta"),
+        )
+
+    def save(self, epoch: int, state: Any, meta: dict[str, Any], val_acc: float) -> None:
+        """Save the state after `epoch` (1-based); `meta` must be JSON-serialisable."""
+        self._manager.save(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+            ),
+            metrics={"val_acc": float(val_acc)},
+            force=True,
+        )
+        self._manager.wait_until_finished()
+
+    def latest_epoch(self) -> int | None:
+        """The newest complete checkpoint's epoch, or None."""
+        return self._manager.latest_step()
+
+    def restore(self, epoch: int, like: Any) -> tuple[Any, dict[str, Any]]:
+        """Restore (state, meta) of `epoch`; `like` gives the state's structure and dtypes."""
+        abstract = jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(
+                np.shape(x), np.asarray(x).dtype if not hasattr(x, "dtype") else x.dtype
+            ),
+            like,
+        )
+        restored = self._manager.restore(
+            epoch,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+            ),
+        )
+        return restored["state"], restored["meta"]
+
+    def close(self) -> None:
+        """Flush and release the manager."""
+        self._manager.close()

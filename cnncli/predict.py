@@ -1,0 +1,212 @@
+"""Inference: load a bundle, decode with the training decode path, classify in fixed-shape batches.
+
+Imports jax and the pure network only: no flax, optax or orbax, so a cold start stays short.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.bundle import Bundle
+from cnncli.data.decode import DecodeError, decode_image
+from cnncli.data.scan import IMAGE_EXTENSIONS
+
+
+@dataclass
+class Prediction:
+    """One input's outcome: probabilities over the bundle's classes, or an error."""
+
+    path: str
+    probs: np.ndarray | None = None
+    error: str | None = None
+
+
+def collect_inputs(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Expand files, folders (recursive) and globs into image paths, in a stable order.
+
+    Returns (paths, problems) where problems are (input, reason) for inputs matching nothing.
+    """
+    paths: list[str] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+
+    def add(p: str) -> None:
+        if p not in seen:
+            seen.add(p)
+            paths.append(p)
+
+    for item in inputs:
+        if os.path.isdir(item):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(item):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                found += [
+                    os.path.join(dirpath, f)
+                    for f in filenames
+                    if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+                ]
+            if not found:
+                problems.append((item, "folder holds no images"))
+            for p in sorted(found):
+                add(p)
+        elif os.path.exists(item) or os.path.islink(item):
+            add(item)
+        elif glob.has_magic(item):
+            matches = sorted(m for m in glob.glob(item, recursive=True) if os.path.isfile(m))
+            if not matches:
+                problems.append((item, "pattern matches no files"))
+            for p in matches:
+                add(p)
+        else:
+            problems.append((item, "no such file or folder"))
+    return paths, problems
+
+
+def make_classifier(
+    bundle: Bundle, batch_size: int, tta: bool = False
+) -> Callable[[np.ndarray], np.ndarray]:
+    """A jitted function uint8 batch (batch_size, S, S, C) -> class probabilities."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnncli import network
+
+    params = {k: jnp.asarray(v) for k, v in bundle.params.items()}
+    stats = {k: jnp.asarray(v) for k, v in bundle.stats.items()}
+    cfg = bundle.model
+
+    @jax.jit
+    def classify(images_u8):
+        x = network.normalize(images_u8)
+        logits, _ = network.forward(params, stats, cfg, x)
+        probs = jax.nn.softmax(logits, axis=-1)
+        if tta:
+            flipped, _ = network.forward(params, stats, cfg, x[:, :, ::-1, :])
+            probs = 0.5 * (probs + jax.nn.softmax(flipped, axis=-1))
+        return probs
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        n = len(batch)
+        if n < batch_size:  # pad to the compiled shape; padded rows are dropped
+            pad = np.zeros((batch_size - n, *batch.shape[1:]), np.uint8)
+            batch = np.concatenate([batch, pad])
+        return np.asarray(classify(batch))[:n]
+
+    return run
+
+
+def predict_paths(
+    bundle: Bundle,
+    paths: list[str],
+    *,
+    batch_size: int = 64,
+    tta: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Prediction]:
+    """Classify every path; undecodable files come back with `error` set, in input order."""
+    batch_size = max(1, min(batch_size, len(paths) or 1))
+    classify = make_classifier(bundle, batch_size, tta)
+    results: list[Prediction] = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start : start + batch_size]
+        arrays, slots = [], []
+        for path in chunk:
+            try:
+                arrays.append(decode_image(path, bundle.image_size, bundle.channels))
+                slots.append(Prediction(path))
+            except DecodeError as exc:
+                results.append(
+                    Prediction(path, error=exc.reason if hasattr(exc, "reason") else str(exc))
+                )
+                slots.append(None)
+        if arrays:
+            probs = classify(np.stack(arrays))
+            good = [s for s in slots if s is not None]
+            for pred, p in zip(good, probs, strict=True):
+                pred.probs = p
+        results.extend(s for s in slots if s is not None)
+        if progress:
+            progress(min(start + batch_size, len(paths)), len(paths))
+    order = {p: i for i, p in enumerate(paths)}
+    results.sort(key=lambda r: order[r.path])
+    return results
+
+
+def label_of(probs: np.ndarray, classes: list[str], threshold: float | None) -> tuple[str, float]:
+    """(label, confidence); 'unknown' when the top probability is below threshold."""
+    i = int(np.argmax(probs))
+    conf = float(probs[i])
+    if threshold is not None and conf < threshold:
+        return "unknown", conf
+    return classes[i], conf
+
+
+def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
+    """The k most likely (class, probability) pairs, best first."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(classes[i], float(probs[i])) for i in order]
+
+
+def sort_into(
+    predictions: list[Prediction], labels: list[str], out_dir: str | Path
+) -> list[tuple[str, str]]:
+    """Copy each predicted image into out_dir/<label>/ (never move, never overwrite).
+
+    Returns (source, destination) pairs. Class names are sanitised so none can write
+    outside out_dir.
+    """
+    import shutil
+
+    from cnncli.safepath import child_path, unique_destination
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for pred, label in zip(predictions, labels, strict=True):
+        if pred.error is not None:
+            continue
+        folder = child_path(out_dir, label)
+        folder.mkdir(exist_ok=True)
+        dest = unique_destination(folder, Path(pred.path).name)
+        # Copy to a temp name, then link into place: an existing file is never replaced.
+        tmp = folder / f".{dest.name}.partial"
+        shutil.copyfile(pred.path, tmp)
+        try:
+            os.link(tmp, dest)
+        except FileExistsError:
+            dest = unique_destination(folder, Path(pred.path).name)
+            os.link(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        copies.append((pred.path, str(dest)))
+    return copies
+
+
+def evaluate_items(
+    bundle: Bundle,
+    root: Path,
+    items: list[tuple[str, int]],
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+):
+    """Run the bundle over labelled (relative path, class index) items.
+
+    Returns (log_probs (N, C), labels (N,), paths, skipped) for the images that decoded.
+    """
+    paths = [str(root / rel) for rel, _ in items]
+    preds = predict_paths(bundle, paths, batch_size=batch_size, progress=progress)
+    label_of_path = {str(root / rel): label for rel, label in items}
+    good = [p for p in preds if p.error is None]
+    skipped = [(p.path, p.error) for p in preds if p.error is not None]
+    if not good:
+        return np.zeros((0, len(bundle.classes))), np.zeros(0, np.int64), [], skipped
+    probs = np.stack([p.probs for p in good]).astype(np.float64)
+    labels = np.array([label_of_path[p.path] for p in good], np.int64)
+    return np.log(np.clip(probs, 1e-12, 1.0)), labels, [p.path for p in good], skipped

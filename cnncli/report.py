@@ -1,0 +1,216 @@
+"""Rich output: dataset and layer tables, live training progress, epoch rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def make_console(to_stderr: bool = False, quiet: bool = False) -> Console:
+    """The console commands print to (stderr when stdout is reserved for JSON)."""
+    return Console(stderr=to_stderr, quiet=quiet, highlight=False, soft_wrap=False)
+
+
+def dataset_table(counts: dict[str, dict[str, int]], title: str) -> Table:
+    """Classes x images per split, with totals."""
+    splits = [s for s in ("train", "val", "test") if any(s in c for c in counts.values())]
+    table = Table(title=title, title_justify="left")
+    table.add_column("class")
+    for split in splits:
+        table.add_column(split, justify="right")
+    for name, per_split in counts.items():
+        table.add_row(name, *(str(per_split.get(s, 0)) for s in splits))
+    table.add_section()
+    table.add_row(
+        "total", *(str(sum(c.get(s, 0) for c in counts.values())) for s in splits), style="bold"
+    )
+    return table
+
+
+def layers_table(rows, title: str = "network") -> Table:
+    """Layer, output shape, parameters, MACs and the (W - F + 2P)/S + 1 arithmetic."""
+    table = Table(title=title, title_justify="left")
+    for col, justify in (
+        ("layer", "left"),
+        ("output", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+        ("(W - F + 2P) / S + 1", "left"),
+    ):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        shape = "x".join(str(v) for v in r.out_shape)
+        table.add_row(
+            r.name,
+            shape,
+            f"{r.params:,}" if r.params else "",
+            f"{r.macs:,}" if r.macs else "",
+            r.formula,
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        "",
+        f"{sum(r.params for r in rows):,}",
+        f"{sum(r.macs for r in rows):,}",
+        "",
+        style="bold",
+    )
+    return table
+
+
+def _fmt(value: float, pct: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.1f}%" if pct else f"{value:.4f}"
+
+
+class TrainingDisplay:
+    """Callbacks for train.fit: a live progress bar per epoch and a growing epoch table."""
+
+    def __init__(self, console: Console, history: list[dict[str, Any]] | None = None):
+        self.console = console
+        self.table = Table(title="training", title_justify="left")
+        for col in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "time"):
+            self.table.add_column(col, justify="right")
+        for row in history or []:
+            self._add(row, None, False)
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} img/s"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task = None
+        self.live = Live(
+            Group(self.table, self.progress), console=console, refresh_per_second=8, transient=False
+        )
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.live.__exit__(*exc)
+
+    def _add(self, row: dict[str, Any], seconds: float | None, improved: bool) -> None:
+        self.table.add_row(
+            str(row["epoch"]),
+            _fmt(row["train_loss"]),
+            _fmt(row["train_acc"], True),
+            _fmt(row["val_loss"]),
+            _fmt(row["val_acc"], True) + (" *" if improved else ""),
+            f"{row['lr']:.2e}",
+            f"{seconds:.1f}s" if seconds is not None else "",
+        )
+
+    def on_decode(self, done: int, total: int) -> None:
+        """Progress of decoding images (epoch 1's data preparation)."""
+        if self.task is None:
+            self.task = self.progress.add_task(
+                "decode", total=total, epoch="0 (decoding)", loss="-", speed="-"
+            )
+        self.progress.update(self.task, completed=done, total=total)
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            "train", total=steps, epoch=f"{epoch}/{epochs}", loss="-", speed="-"
+        )
+
+    def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None:
+        self.progress.update(
+            self.task, completed=step, loss=f"{loss:.4f}", speed=f"{images_per_s:,.0f}"
+        )
+
+    def on_epoch_end(self, row, seconds: float, improved: bool) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self._add(row.as_dict(), seconds, improved)
+
+
+def metrics_tables(m) -> list[Table]:
+    """Summary, per-class and confusion-matrix tables for an EvalMetrics."""
+    summary = Table(title="evaluation", title_justify="left")
+    for col in ("images", "loss", "top-1", f"top-{m.k}", "macro F1", "weighted F1", "ECE"):
+        summary.add_column(col, justify="right")
+    summary.add_row(
+        str(m.n),
+        f"{m.loss:.4f}",
+        f"{100 * m.top1:.2f}%",
+        f"{100 * m.topk:.2f}%",
+        f"{m.macro['f1']:.4f}",
+        f"{m.weighted['f1']:.4f}",
+        f"{m.ece:.4f}",
+    )
+    per_class = Table(title="per class", title_justify="left")
+    for col, justify in (
+        ("class", "left"),
+        ("precision", "right"),
+        ("recall", "right"),
+        ("F1", "right"),
+        ("support", "right"),
+    ):
+        per_class.add_column(col, justify=justify)
+    for c in m.per_class:
+        per_class.add_row(
+            c.name, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}", str(c.support)
+        )
+    per_class.add_section()
+    for name, avg in (("macro avg", m.macro), ("weighted avg", m.weighted)):
+        per_class.add_row(
+            name,
+            f"{avg['precision']:.4f}",
+            f"{avg['recall']:.4f}",
+            f"{avg['f1']:.4f}",
+            str(m.n),
+            style="bold",
+        )
+    confusion = Table(
+        title="confusion matrix (rows: true, columns: predicted; count / row %)",
+        title_justify="left",
+    )
+    confusion.add_column("true \\ pred")
+    for name in m.classes:
+        confusion.add_column(name[:12], justify="right")
+    for name, row in zip(m.classes, m.confusion, strict=True):
+        total = sum(row)
+        cells = [f"{v} / {100 * v / total:.0f}%" if total else "0" for v in row]
+        confusion.add_row(name, *cells)
+    return [summary, per_class, confusion]
+
+
+def predictions_table(rows: list[dict[str, Any]], k: int) -> Table:
+    """path, label, confidence and (k > 1) the alternatives."""
+    table = Table(title="predictions", title_justify="left")
+    table.add_column("path", overflow="fold")
+    table.add_column("label")
+    table.add_column("confidence", justify="right")
+    if k > 1:
+        table.add_column(f"top-{k}")
+    for r in rows:
+        if r.get("error"):
+            cells = [
+                r["path"],
+                "[red]error[/red]",
+                "",
+            ] + ([r["error"]] if k > 1 else [])
+            if k <= 1:
+                cells[2] = r["error"]
+            table.add_row(*cells)
+            continue
+        cells = [r["path"], r["label"], f"{100 * r['confidence']:.1f}%"]
+        if k > 1:
+            cells.append(", ".join(f"{a['label']} {100 * a['p']:.1f}%" for a in r["top_k"]))
+        table.add_row(*cells)
+    return table

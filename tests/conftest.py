@@ -1,0 +1,37 @@
+"""Shared fixtures: small real image trees written at test time, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.imagefactory import make_class_tree
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Small, fast network flags for CLI tests (the default model is exercised on sample_data).
+TINY = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "8"]
+
+
+def shared_data(name: str) -> Path:
+    """Path to a dataset under ../shared/data, or skip the test with the reason."""
+    path = Path(os.environ.get("CNN_SHARED_DATA", SHARED_DATA)) / name
+    if not path.exists():
+        pytest.skip(f"real dataset {path} not present (see ../shared/data/README.md)")
+    return path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def tree3(tmp_path: Path) -> Path:
+    """Three colour classes, 12 images each, 16x16 (mixed PNG/JPEG)."""
+    root = tmp_path / "photos"
+    make_class_tree(root, {"blue": 12, "green": 12, "red": 12}, size=16)
+    return root

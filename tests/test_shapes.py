@@ -1,0 +1,74 @@
+"""Shape arithmetic: the table agrees with (W - F + 2P)/S + 1 and with the real network."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from cnncli import network
+from cnncli.config import ConfigError, ConvBlock, ModelConfig
+from cnncli.model import init_weights
+from cnncli.shapes import conv_out, layer_table, param_shapes
+
+
+@pytest.mark.parametrize(
+    "block, size",
+    [
+        (ConvBlock(4, kernel=3, stride=1, padding="same", pool=0), 17),
+        (ConvBlock(4, kernel=3, stride=2, padding="same", pool=0), 17),
+        (ConvBlock(4, kernel=5, stride=1, padding="valid", pool=0), 17),
+        (ConvBlock(4, kernel=5, stride=2, padding=1, pool=0), 17),
+        (ConvBlock(4, kernel=3, stride=3, padding=2, pool=2), 20),
+        (ConvBlock(4, kernel=3, stride=1, padding="same", pool=3, pool_stride=2), 15),
+        (ConvBlock(4, kernel=1, stride=1, padding=0, pool=2), 9),
+    ],
+)
+def test_table_matches_formula_and_network(block: ConvBlock, size: int) -> None:
+    cfg = ModelConfig(conv=[block], dense=[], dropout=0.0)
+    rows = layer_table(cfg, size, 3, 5)
+    conv = rows[0]
+    pad = {"same": block.kernel - 1, "valid": 0}.get(block.padding, 2 * int(block.padding) if not isinstance(block.padding, str) else 0)
+    expected = (size - block.kernel + pad) // block.stride + 1
+    assert conv.out_shape == (expected, expected, 4)
+    assert conv_out(size, block.kernel, block.stride, pad) == expected
+    params, stats = init_weights(cfg, image_size=size, channels=3, num_classes=5, seed=0)
+    _, _, feats = network.forward(params, stats, cfg, jnp.zeros((2, size, size, 3)), return_features=True)
+    assert feats[0].shape[1:] == conv.out_shape
+    flat = next(r for r in rows if r.kind == "flatten")
+    assert params["logits/kernel"].shape == (flat.out_shape[0], 5)
+
+
+def test_same_padding_with_stride_matches_xla_same() -> None:
+    x = jax.random.normal(jax.random.key(0), (1, 17, 17, 2))
+    k = jax.random.normal(jax.random.key(1), (3, 3, 2, 4))
+    ours = network.conv2d(x, k, jnp.zeros(4), 2, "same")
+    xla = jax.lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert ours.shape == xla.shape == (1, 9, 9, 4)
+
+
+def test_reshape_pool_equals_reduce_window_including_odd_sizes() -> None:
+    x = jax.random.normal(jax.random.key(0), (2, 9, 7, 3))
+    fast = network.max_pool(x, 2, 2)
+    ref = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    assert fast.shape == (2, 4, 3, 3)
+    assert jnp.array_equal(fast, ref)
+
+
+def test_too_small_image_names_the_layer() -> None:
+    cfg = ModelConfig(conv=[ConvBlock(8), ConvBlock(16), ConvBlock(32), ConvBlock(64)])
+    with pytest.raises(ConfigError, match=r"layer pool4: output would be 0x0"):
+        layer_table(cfg, 8, 3, 2)
+    with pytest.raises(ConfigError, match=r"layer conv1"):
+        layer_table(ModelConfig(conv=[ConvBlock(8, kernel=7, padding="valid")]), 5, 3, 2)
+
+
+def test_param_counts_match_shapes() -> None:
+    cfg = ModelConfig(conv=[ConvBlock(8, batch_norm=True), ConvBlock(16)], dense=[32])
+    rows = layer_table(cfg, 32, 3, 4)
+    shapes = param_shapes(cfg, 32, 3, 4)
+    n_params = sum(
+        int(jnp.prod(jnp.array(s))) for s, kind in shapes.values()
+    )
+    assert sum(r.params for r in rows) == n_params
+    assert rows[0].params == 3 * 3 * 3 * 8 + 8
