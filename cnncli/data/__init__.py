@@ -1,0 +1,1 @@
+"""Data layer: scan folders, decode images, cache arrays, make batches."""
