@@ -327,6 +327,8 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
     try:
         with display:
             outcome = execute_run(plan, display, display.on_decode)
+        if not console.is_terminal:
+            console.line()
     except TrainingDiverged as exc:
         raise _fail(f"{exc} ({plan.run_dir})", 1) from None
     except KeyboardInterrupt:

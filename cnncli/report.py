@@ -99,6 +99,7 @@ class TrainingDisplay:
         return self
 
     def __exit__(self, *exc):
+        self.live.update(self.table)  # drop the finished progress bar from the final frame
         self.live.__exit__(*exc)
 
     def _add(self, row: dict[str, Any], seconds: float | None, improved: bool) -> None:

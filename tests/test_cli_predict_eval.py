@@ -174,9 +174,9 @@ def test_predict_imports_no_training_packages(trained):
     data, run = trained
     img = next((data / "red").iterdir())
     code = (
-        "import sys\nfrom cnncli.cli import main\nsys.argv=['cnn','predict',%r,'--model',%r,'-q']\n"
+        f"import sys\nfrom cnncli.cli import main\nsys.argv=['cnn','predict',{str(img)!r},'--model',{str(run)!r},'-q']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('optax','orbax','flax','matplotlib') if m in sys.modules))"
-    ) % (str(img), str(run))
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
