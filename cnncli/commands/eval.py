@@ -1,0 +1,144 @@
+"""`cnn eval`: metrics of a trained model on a labelled folder or its own validation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.commands.common import Opt, fail, handled_errors
+
+
+def _eval_items(bundle, data_dir: Path | None):
+    """(root, items with model class indices, notes) for eval: DIR, or the run's own val split."""
+    import json
+
+    from cnncli.data.scan import DatasetError, read_manifest, scan_labelled
+    from cnncli.run import MANIFEST_FILE, RUN_FILE
+
+    notes: list[str] = []
+    if data_dir is None:
+        run_dir = bundle.path.parent
+        if not (run_dir / MANIFEST_FILE).is_file() or not (run_dir / RUN_FILE).is_file():
+            raise DatasetError(
+                f"{bundle.path}: not inside a run folder; pass a DIR of class folders to evaluate on"
+            )
+        info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+        dataset = read_manifest(run_dir / MANIFEST_FILE, info["data_dir"])
+        split = "test" if dataset.splits.get("test") else "val"
+        notes.append(f"evaluating on the run's {split} split ({dataset.root})")
+        items = dataset.splits[split]
+        index = {
+            name: bundle.classes.index(name) for name in dataset.classes if name in bundle.classes
+        }
+        return dataset.root, [(p, index[dataset.classes[i]]) for p, i in items], notes
+    dataset = scan_labelled(data_dir)
+    unknown = [c for c in dataset.classes if c not in bundle.classes]
+    if unknown:
+        raise DatasetError(
+            f"{dataset.root}: class folder(s) unknown to the model: {', '.join(unknown)} "
+            f"(model classes: {', '.join(bundle.classes)})"
+        )
+    missing = [c for c in bundle.classes if c not in dataset.classes]
+    if missing:
+        notes.append(f"classes with no images in {dataset.root}: {', '.join(missing)}")
+    items = [(p, bundle.classes.index(dataset.classes[i])) for p, i in dataset.splits["eval"]]
+    return dataset.root, items, notes
+
+
+def eval_(
+    model: Annotated[
+        Path, typer.Argument(help="A run folder or its model/ folder.", show_default=False)
+    ],
+    data_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Class-folder tree to evaluate on [default: the run's validation split].",
+            show_default=False,
+        ),
+    ] = None,
+    top_k: Annotated[
+        int | None, Opt("--top-k", help="k for top-k accuracy [default: 5 with >= 5 classes].")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        Opt(
+            "--out",
+            help="Folder for metrics.json, misclassified.csv, confusion_matrix.png [default: RUN/eval].",
+        ),
+    ] = None,
+    batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
+    json_out: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Evaluate a trained model: accuracy, top-k, per-class precision/recall/F1, confusion matrix."""
+    with handled_errors():
+        import csv
+        import io
+        import json
+
+        from rich.progress import Progress
+
+        from cnncli.atomic import atomic_write_text
+        from cnncli.bundle import load_bundle
+        from cnncli.evaluate import compute_metrics, misclassified_rows
+        from cnncli.plots import plot_confusion_matrix
+        from cnncli.predict import evaluate_items
+        from cnncli.report import make_console, metrics_tables
+
+        console = make_console(to_stderr=json_out, quiet=quiet)
+        if top_k is not None and top_k < 1:
+            raise fail("--top-k must be >= 1")
+        bundle = load_bundle(model)
+        root, items, notes = _eval_items(bundle, data_dir)
+        for note in notes:
+            console.print(note)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("evaluating", total=len(items))
+            logits, labels, paths, skipped = evaluate_items(
+                bundle,
+                root,
+                items,
+                batch_size=batch_size,
+                progress=lambda done, total: progress.update(task, completed=done),
+            )
+        for path, reason in skipped:
+            console.print(f"[yellow]skipped {path}: {reason}[/yellow]")
+        if len(labels) == 0:
+            raise fail(f"{root}: none of the {len(items)} images could be decoded", 1)
+        metrics = compute_metrics(logits, labels, bundle.classes, k=top_k)
+        out_dir = out or (
+            bundle.path.parent / "eval"
+            if (bundle.path.parent / "run.json").is_file()
+            else Path("eval")
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        result = {
+            **metrics.to_dict(),
+            "model": str(bundle.path),
+            "data": str(root),
+            "skipped": [{"path": p, "reason": r} for p, r in skipped],
+        }
+        atomic_write_text(
+            out_dir / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+        )
+        buf = io.StringIO()
+        writer = csv.DictWriter(
+            buf, fieldnames=["path", "true", "predicted", "confidence"], lineterminator="\n"
+        )
+        writer.writeheader()
+        writer.writerows(misclassified_rows(paths, logits, labels, bundle.classes))
+        atomic_write_text(out_dir / "misclassified.csv", buf.getvalue())
+        import numpy as np
+
+        plot_confusion_matrix(
+            np.asarray(metrics.confusion), bundle.classes, out_dir / "confusion_matrix.png"
+        )
+        for table in metrics_tables(metrics):
+            console.print(table)
+        console.print(
+            f"{len(skipped)} file(s) skipped; wrote metrics.json, misclassified.csv, confusion_matrix.png to [bold]{out_dir}[/bold]"
+        )
+        if json_out:
+            print(json.dumps(result, ensure_ascii=False))

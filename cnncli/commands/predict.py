@@ -1,0 +1,122 @@
+"""`cnn predict`: classify files, folders and globs; table, CSV or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.commands.common import Opt, fail, handled_errors
+
+
+def predict(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Image files, folders (recursive) and globs.", show_default=False),
+    ],
+    model: Annotated[
+        Path | None,
+        Opt("--model", "-m", help="Run folder or model/ folder [default: newest run under runs/]."),
+    ] = None,
+    top_k: Annotated[int, Opt("--top-k", help="Show the k most likely classes.")] = 1,
+    threshold: Annotated[
+        float | None, Opt("--threshold", help="Below this confidence the label is 'unknown'.")
+    ] = None,
+    csv_path: Annotated[
+        Path | None, Opt("--csv", help="Write the predictions to this CSV file.")
+    ] = None,
+    json_out: Annotated[
+        bool, Opt("--json", help="Print one JSON object per image on stdout.")
+    ] = False,
+    sort_into: Annotated[
+        Path | None,
+        Opt("--sort-into", help="Copy each image into DIR/<label>/ (never moves or overwrites)."),
+    ] = None,
+    tta: Annotated[
+        bool, Opt("--tta", help="Average over the image and its horizontal flip.")
+    ] = False,
+    batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Classify images with a trained model; exit 1 if some files could not be read."""
+    with handled_errors():
+        from cnncli.bundle import load_bundle
+        from cnncli.predict import collect_inputs, label_of, predict_paths
+        from cnncli.predict import top_k as top_k_of
+        from cnncli.report import make_console, predictions_table
+        from cnncli.run import newest_run
+
+        console = make_console(to_stderr=json_out, quiet=quiet)
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise fail("--threshold must be between 0 and 1")
+        if top_k < 1:
+            raise fail("--top-k must be >= 1")
+        if model is None:
+            model = newest_run()
+            if model is None:
+                raise fail("no trained model under runs/; pass --model RUN_OR_MODEL_DIR")
+            console.print(f"using model [bold]{model}[/bold]")
+        bundle = load_bundle(model)
+        paths, problems = collect_inputs(inputs)
+        for item, reason in problems:
+            console.print(f"[red]error:[/red] {item}: {reason}")
+        preds = predict_paths(bundle, paths, batch_size=batch_size, tta=tta)
+        k = min(top_k, len(bundle.classes))
+        rows = []
+        for p in preds:
+            if p.error is not None:
+                rows.append({"path": p.path, "error": p.error})
+                continue
+            label, conf = label_of(p.probs, bundle.classes, threshold)
+            row = {"path": p.path, "label": label, "confidence": conf}
+            if k > 1:
+                row["top_k"] = [
+                    {"label": c, "p": v} for c, v in top_k_of(p.probs, bundle.classes, k)
+                ]
+            rows.append(row)
+        if csv_path is not None:
+            _write_predictions_csv(csv_path, rows, k)
+        if json_out:
+            import json
+
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False))
+        else:
+            console.print(predictions_table(rows, k))
+        if sort_into is not None:
+            from cnncli.predict import sort_into as copy_sorted
+
+            ok = [p for p in preds if p.error is None]
+            labels = [r["label"] for r in rows if "error" not in r]
+            copies = copy_sorted(ok, labels, sort_into)
+            console.print(f"copied {len(copies)} image(s) into [bold]{sort_into}[/bold]")
+        failed = sum(1 for p in preds if p.error is not None) + len(problems)
+        if failed:
+            for p in preds:
+                if p.error is not None:
+                    console.print(f"[red]error:[/red] {p.path}: {p.error}")
+            raise typer.Exit(1)
+
+
+def _write_predictions_csv(path: Path, rows: list[dict], k: int) -> None:
+    import csv
+    import io
+
+    from cnncli.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    fields = ["path", "label", "confidence"] + (["top_k"] if k > 1 else []) + ["error"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        out = {
+            "path": row["path"],
+            "label": row.get("label", ""),
+            "confidence": row.get("confidence", ""),
+            "error": row.get("error", ""),
+        }
+        if k > 1:
+            out["top_k"] = ";".join(f"{a['label']}:{a['p']:.6f}" for a in row.get("top_k", []))
+        writer.writerow(out)
+    atomic_write_text(path, buf.getvalue())

@@ -1,0 +1,293 @@
+"""`cnn train`: parse flags into a RunConfig, plan the run, show progress."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.commands.common import Opt, fail, handled_errors
+
+
+def _int_list(text: str | None, flag: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise fail(f"{flag} takes comma-separated integers, e.g. 32,64,128; got {text!r}") from None
+    return values
+
+
+def _model_overrides(cfg, filters, kernel, stride, padding, pool, batch_norm) -> list[dict]:
+    """Per-block conv settings from flags: a list applies to all blocks, count from --filters."""
+    from cnncli.config import to_dict
+
+    blocks = to_dict(cfg.model)["conv"]
+    if filters is not None:
+        template = blocks[-1] if blocks else {}
+        blocks = [
+            dict(blocks[i] if i < len(blocks) else template, filters=f)
+            for i, f in enumerate(filters)
+        ]
+    for key, value in (
+        ("kernel", kernel),
+        ("stride", stride),
+        ("padding", padding),
+        ("pool", pool),
+        ("batch_norm", batch_norm),
+    ):
+        if value is not None:
+            for b in blocks:
+                b[key] = value
+                if key == "pool":
+                    b["pool_stride"] = 0
+    return blocks
+
+
+def train(
+    data_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder with <class>/ subfolders (or train/ and val/).", show_default=False
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        Opt("--config", help="TOML config (e.g. a run's config.toml); flags override it."),
+    ] = None,
+    out: Annotated[
+        Path | None, Opt("--out", help="Run folder [default: runs/train, runs/train2, ...].")
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        Opt("--resume", help="Continue the run in this folder from its last checkpoint."),
+    ] = None,
+    image_size: Annotated[
+        int | None, Opt("--image-size", help="Square input size in pixels [default: 64].")
+    ] = None,
+    channels: Annotated[
+        int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB) [default: 3].")
+    ] = None,
+    filters: Annotated[
+        str | None,
+        Opt("--filters", help="Filters per conv block, comma-separated [default: 32,64,128]."),
+    ] = None,
+    kernel: Annotated[int | None, Opt("--kernel", help="Conv kernel size F [default: 3].")] = None,
+    stride: Annotated[int | None, Opt("--stride", help="Conv stride S [default: 1].")] = None,
+    padding: Annotated[
+        str | None,
+        Opt("--padding", help="Conv padding P: same, valid or an integer [default: same]."),
+    ] = None,
+    pool: Annotated[
+        int | None,
+        Opt("--pool", help="Max-pool size (and stride) after each conv; 0 = none [default: 2]."),
+    ] = None,
+    batch_norm: Annotated[
+        bool | None,
+        Opt("--batch-norm/--no-batch-norm", help="Batch norm after each conv [default: off]."),
+    ] = None,
+    global_pool: Annotated[
+        bool | None,
+        Opt(
+            "--global-pool/--flatten",
+            help="Global average pool instead of flatten [default: flatten].",
+        ),
+    ] = None,
+    dense: Annotated[
+        str | None,
+        Opt(
+            "--dense",
+            help="Fully connected layer sizes, comma-separated; '' for none [default: 128].",
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None, Opt("--dropout", help="Dropout after each dense layer [default: 0.3].")
+    ] = None,
+    epochs: Annotated[int | None, Opt("--epochs", help="Epochs [default: 15].")] = None,
+    batch_size: Annotated[int | None, Opt("--batch-size", help="Batch size [default: 64].")] = None,
+    optimizer: Annotated[
+        str | None, Opt("--optimizer", help="adam, adamw or sgd [default: adam].")
+    ] = None,
+    lr: Annotated[float | None, Opt("--lr", help="Peak learning rate [default: 0.001].")] = None,
+    weight_decay: Annotated[
+        float | None, Opt("--weight-decay", help="Weight decay for adamw/sgd [default: 1e-4].")
+    ] = None,
+    momentum: Annotated[
+        float | None, Opt("--momentum", help="SGD momentum [default: 0.9].")
+    ] = None,
+    warmup_epochs: Annotated[
+        float | None, Opt("--warmup-epochs", help="Linear warm-up length [default: 1].")
+    ] = None,
+    schedule: Annotated[
+        str | None, Opt("--schedule", help="cosine or constant after warm-up [default: cosine].")
+    ] = None,
+    label_smoothing: Annotated[
+        float | None, Opt("--label-smoothing", help="Label smoothing [default: 0].")
+    ] = None,
+    augment: Annotated[
+        str | None,
+        Opt(
+            "--augment",
+            help="Preset (none, light, default, strong) or ops, e.g. flip,translate=0.1,zoom=0.2,rotate=15 [default: none].",
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        Opt(
+            "--val-fraction",
+            help="Validation share per class when there is no val/ folder [default: 0.2].",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        Opt(
+            "--seed", help="Seed for the split, init, order, dropout and augmentation [default: 0]."
+        ),
+    ] = None,
+    cache_memory: Annotated[
+        int | None,
+        Opt(
+            "--cache-memory",
+            help="MiB of decoded images kept in RAM; beyond it a memory-mapped file [default: 2048].",
+        ),
+    ] = None,
+    follow_symlinks: Annotated[
+        bool | None,
+        Opt("--follow-symlinks", help="Follow symlinks that point outside the data folder."),
+    ] = None,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    json_out: Annotated[
+        bool, Opt("--json", help="Print a JSON summary on stdout (progress goes to stderr).")
+    ] = False,
+) -> None:
+    """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val)."""
+    with handled_errors():
+        from cnncli.config import RunConfig, load_toml, merge_overrides
+        from cnncli.report import make_console
+        from cnncli.run import plan_new_run, plan_resume
+
+        console = make_console(to_stderr=json_out, quiet=quiet)
+        if resume is not None:
+            if data_dir is not None or config is not None:
+                raise fail(
+                    "--resume takes its data and config from the run folder; drop DATA_DIR/--config"
+                )
+            plan = plan_resume(resume)
+        else:
+            if data_dir is None:
+                raise fail(
+                    "missing DATA_DIR (a folder of class subfolders), or use --resume RUN_DIR"
+                )
+            cfg = load_toml(config) if config else RunConfig()
+            if augment is not None:
+                cfg = _with_augment(cfg, augment)
+            overrides = {
+                "data.image_size": image_size,
+                "data.channels": channels,
+                "data.val_fraction": val_fraction,
+                "data.cache_memory": cache_memory,
+                "data.follow_symlinks": follow_symlinks,
+                "model.dense": _int_list(dense, "--dense"),
+                "model.dropout": dropout,
+                "model.global_pool": global_pool,
+                "train.epochs": epochs,
+                "train.batch_size": batch_size,
+                "train.optimizer": optimizer,
+                "train.lr": lr,
+                "train.weight_decay": weight_decay,
+                "train.momentum": momentum,
+                "train.warmup_epochs": warmup_epochs,
+                "train.schedule": schedule,
+                "train.label_smoothing": label_smoothing,
+                "train.seed": seed,
+            }
+            if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
+                overrides["model.conv"] = _model_overrides(
+                    cfg, _int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
+                )
+            cfg = merge_overrides(cfg, overrides)
+            plan = plan_new_run(data_dir, cfg, out)
+        _run_training(plan, console, json_out, quiet)
+
+
+def _with_augment(cfg, text: str):
+    from cnncli.augment import PRESETS, parse_ops
+    from cnncli.config import AugmentConfig, ConfigError
+
+    name = text.strip().lower()
+    try:
+        if name in PRESETS:
+            cfg.augment = AugmentConfig(preset=name, ops={})
+        else:
+            cfg.augment = AugmentConfig(preset="none", ops=parse_ops(text))
+    except ValueError as exc:
+        raise ConfigError(f"--augment: {exc}") from None
+    return cfg
+
+
+def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
+    import json
+
+    from cnncli.data.scan import class_counts
+    from cnncli.report import TrainingDisplay, dataset_table, layers_table
+    from cnncli.run import execute_run, write_summary
+
+    console.print(
+        f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
+    )
+    console.print(
+        dataset_table(
+            class_counts(plan.dataset), f"data: {plan.dataset.root} ({plan.dataset.layout} layout)"
+        )
+    )
+    if plan.dataset.ignored:
+        console.print(
+            f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"
+        )
+    console.print(
+        layers_table(
+            plan.layers,
+            f"network for {plan.cfg.data.image_size}x{plan.cfg.data.image_size}x{plan.cfg.data.channels} input",
+        )
+    )
+    from cnncli.train import TrainingDiverged
+
+    display = TrainingDisplay(console)
+    try:
+        with display:
+            outcome = execute_run(plan, display, display.on_decode)
+        if not console.is_terminal:
+            console.line()
+    except TrainingDiverged as exc:
+        raise fail(f"{exc} ({plan.run_dir})", 1) from None
+    except KeyboardInterrupt:
+        console.print(
+            f"[yellow]interrupted; the last finished epoch is checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]"
+        )
+        raise typer.Exit(130) from None
+    for path, reason in outcome.skipped:
+        console.print(f"[yellow]skipped {path}: {reason}[/yellow]")
+    if outcome.finished_before:
+        console.print(
+            f"run already finished ({len(outcome.history)} epochs); nothing to do. Model: {plan.run_dir / 'model'}"
+        )
+    summary = {
+        "run_dir": str(plan.run_dir),
+        "model": str(plan.run_dir / "model"),
+        "epochs": len(outcome.history),
+        "best_epoch": outcome.best_epoch,
+        "best_val_acc": outcome.best_val_acc,
+        "final": outcome.history[-1] if outcome.history else None,
+        "skipped": [{"path": p, "reason": r} for p, r in outcome.skipped],
+        "already_finished": outcome.finished_before,
+    }
+    write_summary(plan.run_dir, summary)
+    if not outcome.finished_before:
+        console.print(
+            f"best val acc {100 * outcome.best_val_acc:.1f}% at epoch {outcome.best_epoch}; "
+            f"{len(outcome.skipped)} file(s) skipped; model saved to [bold]{plan.run_dir / 'model'}[/bold]"
+        )
+    if json_out:
+        print(json.dumps(summary))
