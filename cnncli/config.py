@@ -26,6 +26,8 @@ class ConvBlock:
     pool: int = 2
     pool_stride: int = 0
     batch_norm: bool = False
+    # Two convs with an identity (or 1x1 projection) shortcut: conv-BN-ReLU-conv-BN + x, ReLU.
+    residual: bool = False
 
 
 @dataclass
@@ -74,6 +76,14 @@ class TrainConfig:
     schedule: str = "cosine"  # cosine | constant
     label_smoothing: float = 0.0
     seed: int = 0
+    # Stop when val accuracy has not improved for this many epochs (0 = never).
+    patience: int = 0
+    # Stop at the first epoch boundary past this many minutes of training (0 = no cap).
+    time_limit: float = 0.0
+    # "none" or "auto" (inverse class frequency in the loss).
+    class_weights: str = "none"
+    # "shuffle" (each image once per epoch) or "balanced" (classes drawn equally often).
+    sampler: str = "shuffle"
 
 
 @dataclass
@@ -88,6 +98,31 @@ class RunConfig:
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
+CLASS_WEIGHTS = ("none", "auto")
+SAMPLERS = ("shuffle", "balanced")
+
+
+def model_preset(name: str) -> ModelConfig:
+    """Named architectures: tiny, small (the default), medium, and resnet (small residual)."""
+    presets = {
+        "tiny": lambda: ModelConfig(conv=[ConvBlock(16), ConvBlock(32)], dense=[64], dropout=0.2),
+        "small": ModelConfig,
+        "medium": lambda: ModelConfig(
+            conv=[ConvBlock(f, batch_norm=True) for f in (32, 64, 128, 256)],
+            dense=[256],
+            dropout=0.4,
+        ),
+        "resnet": lambda: ModelConfig(
+            conv=[ConvBlock(32, batch_norm=True)]
+            + [ConvBlock(f, batch_norm=True, residual=True) for f in (64, 128, 256)],
+            global_pool=True,
+            dense=[],
+            dropout=0.0,
+        ),
+    }
+    if name not in presets:
+        raise ConfigError(f"unknown model preset {name!r} (choose from {', '.join(presets)})")
+    return presets[name]()
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -145,6 +180,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         0 <= t.label_smoothing < 1,
         f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}",
     )
+    _check(t.patience >= 0, f"train.patience must be >= 0, got {t.patience}")
+    _check(t.time_limit >= 0, f"train.time_limit must be >= 0 minutes, got {t.time_limit}")
+    _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {CLASS_WEIGHTS}")
+    _check(t.sampler in SAMPLERS, f"train.sampler must be one of {SAMPLERS}")
+    _check(0 <= t.seed < 2**32, f"train.seed must be in 0..2^32-1, got {t.seed}")
     return cfg
 
 

@@ -99,6 +99,7 @@ def forward(
     new_stats: dict[str, jax.Array] = {}
     features = []
     for i, block in enumerate(cfg.conv, start=1):
+        shortcut = x
         x = conv2d(
             x, params[f"conv{i}/kernel"], params[f"conv{i}/bias"], block.stride, block.padding
         )
@@ -106,6 +107,16 @@ def forward(
             x, upd = _batch_norm(x, params, stats, f"bn{i}", train, mask)
             new_stats.update(upd)
         x = jax.nn.relu(x)
+        if block.residual:
+            x = conv2d(x, params[f"conv{i}b/kernel"], params[f"conv{i}b/bias"], 1, "same")
+            if block.batch_norm:
+                x, upd = _batch_norm(x, params, stats, f"bn{i}b", train, mask)
+                new_stats.update(upd)
+            if f"proj{i}/kernel" in params:
+                shortcut = conv2d(
+                    shortcut, params[f"proj{i}/kernel"], params[f"proj{i}/bias"], block.stride, 0
+                )
+            x = jax.nn.relu(x + shortcut)
         features.append(x)
         if block.pool > 1:
             x = max_pool(x, block.pool, block.pool_stride or block.pool)

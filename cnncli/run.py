@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ def check_writable(directory: Path) -> None:
         ) from None
 
 
-def plan_new_run(data_dir: str | Path, cfg: RunConfig, out: str | Path | None) -> RunPlan:
+def plan_new_run(
+    data_dir: str | Path, cfg: RunConfig, out: str | Path | None, name: str = "train"
+) -> RunPlan:
     """Scan and split the data, check the network's shapes, then create the run folder."""
     dataset = scan_dataset(
         data_dir,
@@ -70,7 +73,7 @@ def plan_new_run(data_dir: str | Path, cfg: RunConfig, out: str | Path | None) -
         follow_symlinks=cfg.data.follow_symlinks,
     )
     layers = layer_table(cfg.model, cfg.data.image_size, cfg.data.channels, len(dataset.classes))
-    run_dir = Path(out) if out else next_run_dir()
+    run_dir = Path(out) if out else next_run_dir(name=name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise DatasetError(
             f"{run_dir}: output folder exists and is not empty (use --resume {run_dir} or another --out)"
@@ -138,6 +141,7 @@ class RunOutcome:
     skipped: list[tuple[str, str]]
     train_size: int
     val_size: int
+    stopped: str = ""
 
 
 def load_split(plan: RunPlan, split: str, progress=None):
@@ -175,19 +179,13 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     classes = plan.dataset.classes
     checkpoints = TrainCheckpoints(run_dir / "checkpoints")
     latest = checkpoints.latest_epoch()
-    history: list[EpochRow] = []
-    if latest is not None and latest >= cfg.train.epochs:
+    if latest is not None:
         _, meta = checkpoints.restore(latest, _fresh_state(cfg, len(classes), 1))
-        checkpoints.close()
-        return RunOutcome(
-            True,
-            meta["history"],
-            meta["best_epoch"],
-            max(r["val_acc"] for r in meta["history"]),
-            [],
-            0,
-            0,
-        )
+        if latest >= cfg.train.epochs or meta.get("stopped", "").startswith("no val"):
+            checkpoints.close()
+            history = meta["history"]
+            best = max(history, key=lambda r: r["val_acc"])
+            return RunOutcome(True, history, meta["best_epoch"], best["val_acc"], [], 0, 0)
 
     train, skipped_train = load_split(plan, "train", decode_progress)
     val, skipped_val = load_split(plan, "val", decode_progress)
@@ -195,24 +193,22 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
     steps = -(-len(train) // cfg.train.batch_size)
     state = _fresh_state(cfg, len(classes), steps)
-    start = 0
+    history: list[EpochRow] = []
     if latest is not None:
         state, meta = checkpoints.restore(latest, state)
         history = [EpochRow(**r) for r in meta["history"]]
-        start = latest
 
     def save_best(host_state, row):
+        extra = {"epoch": row.epoch, "val_acc": row.val_acc}
         save_bundle(
-            run_dir / "model",
-            cfg,
-            classes,
-            host_state["params"],
-            host_state["stats"],
-            {"epoch": row.epoch, "val_acc": row.val_acc},
+            run_dir / "model", cfg, classes, host_state["params"], host_state["stats"], extra
         )
 
-    recorder = _MetricsRecorder(run_dir, callbacks or Callbacks(), history)
     ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
+    augment_fn = make_augment(ops) if ops else None
+    if latest is None:
+        write_samples(run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed)
+    recorder = _MetricsRecorder(run_dir, callbacks or Callbacks(), history)
     try:
         result = fit(
             cfg,
@@ -220,15 +216,17 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             val,
             state,
             checkpoints,
-            start_epoch=start,
+            start_epoch=latest or 0,
             history=history,
             on_improved=save_best,
-            augment_fn=make_augment(ops) if ops else None,
+            augment_fn=augment_fn,
             callbacks=recorder,
+            num_classes=len(classes),
         )
     finally:
         checkpoints.close()
-    return RunOutcome(
+        recorder.plot()
+    outcome = RunOutcome(
         False,
         [r.as_dict() for r in result.history],
         result.best_epoch,
@@ -237,6 +235,26 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         len(train),
         len(val),
     )
+    outcome.stopped = result.stopped_early
+    return outcome
+
+
+def write_samples(
+    path: Path, train, classes: list[str], augment_fn, seed: int, n: int = 32
+) -> None:
+    """samples.png: a seeded mix of training images as the network sees them (augmented)."""
+    import jax
+    import numpy as np
+
+    from cnncli.plots import plot_image_grid
+    from cnncli.train import epoch_order, gather
+
+    idx = np.sort(epoch_order(train.labels, seed, 1)[: min(n, len(train))])
+    images, labels = gather(train, idx)
+    if augment_fn is not None:
+        images = jax.jit(augment_fn)(jax.random.key(seed), images)
+        images = np.clip(np.asarray(images), 0, 255).round().astype(np.uint8)
+    plot_image_grid(images, [classes[i] for i in labels], path)
 
 
 def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict[str, Any]:
@@ -260,6 +278,7 @@ class _MetricsRecorder:
     def __init__(self, run_dir: Path, inner, history):
         self.run_dir, self.inner = run_dir, inner
         self.rows = [r.as_dict() for r in history]
+        self._plotted = time.monotonic()
 
     def on_epoch_start(self, epoch, epochs, steps):
         self.inner.on_epoch_start(epoch, epochs, steps)
@@ -270,4 +289,75 @@ class _MetricsRecorder:
     def on_epoch_end(self, row, seconds, improved):
         self.rows.append(row.as_dict())
         write_metrics(self.run_dir, self.rows)
+        # Plotting takes ~0.3 s: redraw curves.png at most every 10 s, and once at the end.
+        if time.monotonic() - self._plotted > 10:
+            self.plot()
         self.inner.on_epoch_end(row, seconds, improved)
+
+    def plot(self):
+        """Write curves.png from the epochs so far."""
+        from cnncli.plots import plot_curves
+
+        if self.rows:
+            plot_curves(self.rows, self.run_dir / "curves.png")
+        self._plotted = time.monotonic()
+
+
+def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float = 10.0) -> dict:
+    """Learning-rate range test: train with an exponentially rising lr, record the loss.
+
+    Stops when the smoothed loss exceeds 4x its minimum. The suggestion is a tenth of the lr at the
+    lowest smoothed loss. Writes lr_find.png in the run folder.
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from cnncli.augment import make_augment, resolve_ops
+    from cnncli.plots import plot_lr_finder
+    from cnncli.train import epoch_order, gather, make_optimizer, make_steps, padded_batches
+
+    cfg = plan.cfg
+    train, _ = load_split(plan, "train")
+    ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
+
+    def schedule(step):
+        return min_lr * (max_lr / min_lr) ** (step / (steps - 1))
+
+    tx = make_optimizer(cfg.train, 1, schedule=schedule)
+    train_step, _ = make_steps(cfg, tx, make_augment(ops) if ops else None)
+    state = jax.tree_util.tree_map(jnp.asarray, _fresh_state(cfg, len(plan.dataset.classes), 1))
+    state["opt"] = tx.init(state["params"])
+    key = jax.random.key(cfg.train.seed)
+    lrs, losses, smooth = [], [], 0.0
+    step = 0
+    epoch = 0
+    while step < steps:
+        epoch += 1
+        for idx, mask in padded_batches(
+            epoch_order(train.labels, cfg.train.seed, epoch), cfg.train.batch_size
+        ):
+            images, labels = gather(train, idx)
+            state, (loss_sum, _, count) = train_step(
+                state,
+                jnp.asarray(images),
+                jnp.asarray(labels),
+                jnp.asarray(mask),
+                jax.random.fold_in(key, step),
+            )
+            loss = float(loss_sum) / max(float(count), 1.0)
+            smooth = 0.9 * smooth + 0.1 * loss  # debiased exponential moving average
+            lrs.append(schedule(step))
+            losses.append(smooth / (1 - 0.9 ** (step + 1)))
+            step += 1
+            if step >= steps or not np.isfinite(loss) or losses[-1] > 4 * min(losses):
+                break
+        if not losses or not np.isfinite(losses[-1]) or losses[-1] > 4 * min(losses):
+            break
+    finite = [(lr, loss) for lr, loss in zip(lrs, losses, strict=True) if np.isfinite(loss)]
+    lrs, losses = [p[0] for p in finite], [p[1] for p in finite]
+    # The lr of the lowest loss divided by 10: past the minimum training diverges, and a tenth
+    # of it is still on the steep, fast-learning part of the curve (fastai's "min/10").
+    suggestion = float(lrs[int(np.argmin(losses))]) / 10 if losses else cfg.train.lr
+    plot_lr_finder(lrs, losses, suggestion, plan.run_dir / "lr_find.png")
+    return {"lrs": lrs, "losses": losses, "suggestion": suggestion, "run_dir": str(plan.run_dir)}

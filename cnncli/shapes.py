@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnncli.config import ConfigError, ModelConfig
+from cnncli.config import ConfigError, ConvBlock, ModelConfig
 
 
 @dataclass
@@ -39,6 +39,33 @@ def _formula(w: int, f: int, p_total: int, s: int, out: int) -> str:
     return f"({w} - {f} + 2*{p}) / {s} + 1 = {out}"
 
 
+def _residual_rows(n: int, block: ConvBlock, h: int, w: int, c_in: int) -> list[LayerRow]:
+    """The second conv, its batch norm and the shortcut of a residual block."""
+    if block.padding != "same":
+        raise ConfigError(f"layer conv{n}: a residual block needs padding 'same'")
+    c = block.filters
+    k = block.kernel
+    rows = [
+        LayerRow(
+            f"conv{n}b",
+            "conv",
+            (h, w, c),
+            k * k * c * c + c,
+            h * w * k * k * c * c,
+            _formula(w, k, k - 1, 1, w),
+        )
+    ]
+    if block.batch_norm:
+        rows.append(LayerRow(f"bn{n}b", "bn", (h, w, c), 4 * c))
+    if c_in != c or block.stride != 1:
+        rows.append(
+            LayerRow(f"proj{n}", "conv", (h, w, c), c_in * c + c, h * w * c_in * c, "1x1 shortcut")
+        )
+    rows.append(LayerRow(f"add{n}", "add", (h, w, c)))
+    rows.append(LayerRow(f"relu{n}b", "relu", (h, w, c)))
+    return rows
+
+
 def layer_table(
     model: ModelConfig, image_size: int, channels: int, num_classes: int
 ) -> list[LayerRow]:
@@ -69,10 +96,13 @@ def layer_table(
                 _formula(w, block.kernel, before + after, block.stride, ow),
             )
         )
+        c_in = c
         h, w, c = oh, ow, block.filters
         if block.batch_norm:
             rows.append(LayerRow(f"bn{i + 1}", "bn", (h, w, c), 4 * c))
         rows.append(LayerRow(f"relu{i + 1}", "relu", (h, w, c)))
+        if block.residual:
+            rows += _residual_rows(i + 1, block, h, w, c_in)
         if block.pool > 1:
             stride = block.pool_stride or block.pool
             oh = conv_out(h, block.pool, stride, 0)
@@ -134,11 +164,20 @@ def param_shapes(
     for i, block in enumerate(cfg.conv, start=1):
         shapes[f"conv{i}/kernel"] = ((block.kernel, block.kernel, c, block.filters), "param")
         shapes[f"conv{i}/bias"] = ((block.filters,), "param")
-        if block.batch_norm:
-            shapes[f"bn{i}/scale"] = ((block.filters,), "param")
-            shapes[f"bn{i}/bias"] = ((block.filters,), "param")
-            shapes[f"bn{i}/mean"] = ((block.filters,), "stat")
-            shapes[f"bn{i}/var"] = ((block.filters,), "stat")
+        bns = [f"bn{i}"]
+        if block.residual:
+            f = block.filters
+            shapes[f"conv{i}b/kernel"] = ((block.kernel, block.kernel, f, f), "param")
+            shapes[f"conv{i}b/bias"] = ((f,), "param")
+            bns.append(f"bn{i}b")
+            if c != f or block.stride != 1:
+                shapes[f"proj{i}/kernel"] = ((1, 1, c, f), "param")
+                shapes[f"proj{i}/bias"] = ((f,), "param")
+        for bn in bns if block.batch_norm else []:
+            shapes[f"{bn}/scale"] = ((block.filters,), "param")
+            shapes[f"{bn}/bias"] = ((block.filters,), "param")
+            shapes[f"{bn}/mean"] = ((block.filters,), "stat")
+            shapes[f"{bn}/var"] = ((block.filters,), "stat")
         c = block.filters
     features = flat_features(cfg, image_size, channels)
     for j, units in enumerate(cfg.dense, start=1):

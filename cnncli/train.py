@@ -56,7 +56,7 @@ class FitResult:
     best_val_acc: float = 0.0
     params: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict[str, np.ndarray] = field(default_factory=dict)
-    stopped_early: bool = False
+    stopped_early: str = ""  # why training stopped before the last epoch, if it did
 
 
 class Callbacks:
@@ -83,9 +83,11 @@ def make_schedule(t: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
     return optax.warmup_cosine_decay_schedule(0.0, t.lr, warmup, total, end_value=t.lr * 0.01)
 
 
-def make_optimizer(t: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+def make_optimizer(
+    t: TrainConfig, steps_per_epoch: int, schedule: optax.Schedule | None = None
+) -> optax.GradientTransformation:
     """adam | adamw (decoupled weight decay) | sgd with momentum (+ L2), with the schedule."""
-    schedule = make_schedule(t, steps_per_epoch)
+    schedule = schedule or make_schedule(t, steps_per_epoch)
     if t.optimizer == "adamw":
         return optax.adamw(schedule, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
@@ -98,11 +100,38 @@ def make_optimizer(t: TrainConfig, steps_per_epoch: int) -> optax.GradientTransf
 # ---------------------------------------------------------------------------- steps
 
 
-def make_steps(cfg: RunConfig, tx: optax.GradientTransformation, augment_fn: Callable | None):
+def class_weights_for(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Inverse-frequency weights N / (C * n_c), so every class carries the same total weight."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+    return np.where(counts > 0, weights, 0.0).astype(np.float32)
+
+
+def weighted_loss(logits, labels, mask, *, smoothing: float = 0.0, class_weights=None):
+    """Mean softmax cross-entropy over the real (mask 1) samples, optionally class-weighted.
+
+    With class_weights w, the loss is sum(w[y] * ce) / sum(w[y]) over the batch.
+    """
+    num_classes = logits.shape[-1]
+    targets = jax.nn.one_hot(labels, num_classes)
+    if smoothing:
+        targets = optax.smooth_labels(targets, smoothing)
+    per_sample = optax.softmax_cross_entropy(logits, targets)
+    weight = mask if class_weights is None else mask * jnp.asarray(class_weights)[labels]
+    return (per_sample * weight).sum() / jnp.maximum(weight.sum(), 1e-12), per_sample * mask
+
+
+def make_steps(
+    cfg: RunConfig,
+    tx: optax.GradientTransformation,
+    augment_fn: Callable | None,
+    class_weights: np.ndarray | None = None,
+):
     """Build (train_step, eval_step), both jax.jit-compiled pure functions.
 
     train_step(state, images_u8, labels, mask, key) -> (state, (loss_sum, correct, count))
     eval_step(state, images_u8) -> logits
+    Augmentation runs only inside train_step: evaluation always sees the plain images.
     """
     model_cfg = cfg.model
     smoothing = cfg.train.label_smoothing
@@ -114,14 +143,9 @@ def make_steps(cfg: RunConfig, tx: optax.GradientTransformation, augment_fn: Cal
         logits, new_stats = network.forward(
             params, stats, model_cfg, x, train=True, key=drop_key, mask=mask
         )
-        num_classes = logits.shape[-1]
-        targets = (
-            optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
-            if smoothing
-            else jax.nn.one_hot(labels, num_classes)
+        loss, per_sample = weighted_loss(
+            logits, labels, mask, smoothing=smoothing, class_weights=class_weights
         )
-        per_sample = optax.softmax_cross_entropy(logits, targets) * mask
-        loss = per_sample.sum() / jnp.maximum(mask.sum(), 1.0)
         correct = ((logits.argmax(-1) == labels) * mask).sum()
         return loss, (new_stats, per_sample.sum(), correct)
 
@@ -147,9 +171,19 @@ def make_steps(cfg: RunConfig, tx: optax.GradientTransformation, augment_fn: Cal
 # ---------------------------------------------------------------------------- batching
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The shuffled sample order of an epoch: a pure function of (seed, epoch)."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
+def epoch_order(labels: np.ndarray, seed: int, epoch: int, balanced: bool = False) -> np.ndarray:
+    """The sample order of an epoch: a pure function of (labels, seed, epoch).
+
+    Shuffled once-each by default; `balanced` draws len(labels) samples with replacement so
+    that every class is drawn equally often in expectation.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    n = len(labels)
+    if not balanced:
+        return rng.permutation(n)
+    counts = np.bincount(labels)
+    p = 1.0 / counts[labels]
+    return rng.choice(n, size=n, replace=True, p=p / p.sum())
 
 
 def padded_batches(order: np.ndarray, batch_size: int):
@@ -215,47 +249,35 @@ def fit(
     on_improved: Callable[[dict[str, Any], EpochRow], None] | None = None,
     augment_fn: Callable | None = None,
     callbacks: Callbacks | None = None,
+    num_classes: int | None = None,
 ) -> FitResult:
     """Train from `start_epoch` to cfg.train.epochs, checkpointing after every epoch.
 
     init_state = {"params", "stats", "opt"} (fresh or restored). The data order, dropout and
     augmentation keys are pure functions of (seed, epoch, step), so a resumed run repeats an
-    uninterrupted one exactly.
+    uninterrupted one exactly. Stops early on --patience or --time-limit (at an epoch end).
     """
     t = cfg.train
     cb = callbacks or Callbacks()
     steps = math.ceil(len(train) / t.batch_size)
-    tx = make_optimizer(t, steps)
     schedule = make_schedule(t, steps)
-    train_step, eval_step = make_steps(cfg, tx, augment_fn)
+    weights = None
+    if t.class_weights == "auto":
+        weights = class_weights_for(train.labels, num_classes or int(train.labels.max()) + 1)
+    train_step, eval_step = make_steps(cfg, make_optimizer(t, steps), augment_fn, weights)
     state = jax.tree_util.tree_map(jnp.asarray, init_state)
     result = FitResult(history=list(history or []))
     for row in result.history:
         if row.val_acc > result.best_val_acc or result.best_epoch == 0:
             result.best_epoch, result.best_val_acc = row.epoch, row.val_acc
     base_key = jax.random.key(t.seed)
+    session_start = time.perf_counter()
     for epoch in range(start_epoch + 1, t.epochs + 1):
         cb.on_epoch_start(epoch, t.epochs, steps)
-        epoch_key = jax.random.fold_in(base_key, epoch)
-        loss_sum = correct = count = 0.0
         started = time.perf_counter()
-        pending = None
-        for step, (idx, mask) in enumerate(
-            padded_batches(epoch_order(len(train), t.seed, epoch), t.batch_size)
-        ):
-            images, labels = gather(train, idx)
-            key = jax.random.fold_in(epoch_key, step)
-            state, metrics = train_step(
-                state, jnp.asarray(images), jnp.asarray(labels), jnp.asarray(mask), key
-            )
-            # Read the previous step's numbers while this one runs, so the host never stalls XLA.
-            if pending is not None:
-                loss_sum, correct, count = _accumulate(
-                    pending, loss_sum, correct, count, epoch, step, cb, steps, started
-                )
-            pending = metrics
-        loss_sum, correct, count = _accumulate(
-            pending, loss_sum, correct, count, epoch, steps, cb, steps, started
+        order = epoch_order(train.labels, t.seed, epoch, t.sampler == "balanced")
+        state, (loss_sum, correct, count) = _train_epoch(
+            train_step, state, train, order, jax.random.fold_in(base_key, epoch), epoch, t, cb
         )
         val_loss, val_acc = evaluate_split(eval_step, state, val, t.batch_size)
         row = EpochRow(
@@ -270,19 +292,57 @@ def fit(
         improved = result.best_epoch == 0 or val_acc > result.best_val_acc
         if improved:
             result.best_epoch, result.best_val_acc = epoch, val_acc
+        result.stopped_early = _stop_reason(t, epoch, result.best_epoch, session_start, started)
         host_state = to_numpy(state)
-        checkpoints.save(
-            epoch,
-            host_state,
-            {"history": [r.as_dict() for r in result.history], "best_epoch": result.best_epoch},
-            val_acc if not math.isnan(val_acc) else 0.0,
-        )
+        meta = {
+            "history": [r.as_dict() for r in result.history],
+            "best_epoch": result.best_epoch,
+            "stopped": result.stopped_early,
+        }
+        checkpoints.save(epoch, host_state, meta, val_acc if not math.isnan(val_acc) else 0.0)
         if improved and on_improved is not None:
             on_improved(host_state, row)
         cb.on_epoch_end(row, time.perf_counter() - started, improved)
+        if result.stopped_early:
+            break
     final = to_numpy(state)
     result.params, result.stats = final["params"], final["stats"]
     return result
+
+
+def _stop_reason(
+    t: TrainConfig, epoch: int, best_epoch: int, session_start: float, epoch_start: float
+) -> str:
+    """'' to go on, or why training stops after this epoch (patience or time limit)."""
+    if epoch >= t.epochs:
+        return ""
+    if t.patience and epoch - best_epoch >= t.patience:
+        return f"no val accuracy gain for {t.patience} epochs (--patience)"
+    now = time.perf_counter()
+    # Stop when the next epoch (as long as this one) would end past the limit.
+    if t.time_limit and (now - session_start) + (now - epoch_start) > t.time_limit * 60:
+        return f"time limit of {t.time_limit:g} min (--time-limit)"
+    return ""
+
+
+def _train_epoch(train_step, state, train: SplitArrays, order, epoch_key, epoch, t, cb):
+    """One pass over `order`; returns (state, (loss_sum, correct, count))."""
+    steps = math.ceil(len(order) / t.batch_size)
+    totals = (0.0, 0.0, 0.0)
+    started = time.perf_counter()
+    pending = None
+    for step, (idx, mask) in enumerate(padded_batches(order, t.batch_size)):
+        images, labels = gather(train, idx)
+        key = jax.random.fold_in(epoch_key, step)
+        state, metrics = train_step(
+            state, jnp.asarray(images), jnp.asarray(labels), jnp.asarray(mask), key
+        )
+        # Read the previous step's numbers while this one runs, so the host never stalls XLA.
+        if pending is not None:
+            totals = _accumulate(pending, *totals, epoch, step, cb, steps, started)
+        pending = metrics
+    totals = _accumulate(pending, *totals, epoch, steps, cb, steps, started)
+    return state, totals
 
 
 def _accumulate(metrics, loss_sum, correct, count, epoch, step, cb, steps, started):

@@ -157,6 +157,42 @@ def train(
         bool | None,
         Opt("--follow-symlinks", help="Follow symlinks that point outside the data folder."),
     ] = None,
+    model: Annotated[
+        str | None,
+        Opt("--model", help="Architecture preset: tiny, small, medium or resnet [default: small]."),
+    ] = None,
+    patience: Annotated[
+        int | None,
+        Opt(
+            "--patience",
+            help="Stop after this many epochs without a val accuracy gain [default: off].",
+        ),
+    ] = None,
+    time_limit: Annotated[
+        float | None,
+        Opt(
+            "--time-limit",
+            help="Stop at the epoch end before this many minutes pass [default: off].",
+        ),
+    ] = None,
+    class_weights: Annotated[
+        str | None,
+        Opt("--class-weights", help="none, or auto: weight the loss by inverse class frequency."),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        Opt(
+            "--sampler",
+            help="shuffle (each image once per epoch) or balanced (classes equally often).",
+        ),
+    ] = None,
+    find_lr: Annotated[
+        bool,
+        Opt(
+            "--find-lr",
+            help="Run a learning-rate range test instead of training; plots and suggests an lr.",
+        ),
+    ] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
     json_out: Annotated[
         bool, Opt("--json", help="Print a JSON summary on stdout (progress goes to stderr).")
@@ -164,7 +200,7 @@ def train(
 ) -> None:
     """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val)."""
     with handled_errors():
-        from cnncli.config import RunConfig, load_toml, merge_overrides
+        from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset
         from cnncli.report import make_console
         from cnncli.run import plan_new_run, plan_resume
 
@@ -181,6 +217,8 @@ def train(
                     "missing DATA_DIR (a folder of class subfolders), or use --resume RUN_DIR"
                 )
             cfg = load_toml(config) if config else RunConfig()
+            if model is not None:
+                cfg.model = model_preset(model)
             if augment is not None:
                 cfg = _with_augment(cfg, augment)
             overrides = {
@@ -202,14 +240,47 @@ def train(
                 "train.schedule": schedule,
                 "train.label_smoothing": label_smoothing,
                 "train.seed": seed,
+                "train.patience": patience,
+                "train.time_limit": time_limit,
+                "train.class_weights": class_weights,
+                "train.sampler": sampler,
             }
             if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
                 overrides["model.conv"] = _model_overrides(
                     cfg, _int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
                 )
             cfg = merge_overrides(cfg, overrides)
+            if find_lr:
+                _find_lr(data_dir, cfg, out, console, json_out)
+                return
             plan = plan_new_run(data_dir, cfg, out)
         _run_training(plan, console, json_out, quiet)
+
+
+def _find_lr(data_dir, cfg, out, console, json_out: bool) -> None:
+    """The learning-rate range test: a table, lr_find.png and a suggestion."""
+    import json
+
+    from rich.table import Table
+
+    from cnncli.run import find_lr, plan_new_run
+
+    plan = plan_new_run(data_dir, cfg, out or None, name="find_lr")
+    console.print(f"learning-rate range test in [bold]{plan.run_dir}[/bold]")
+    result = find_lr(plan)
+    table = Table(title="loss against learning rate", title_justify="left")
+    table.add_column("lr", justify="right")
+    table.add_column("loss (smoothed)", justify="right")
+    for lr_value, loss in list(zip(result["lrs"], result["losses"], strict=True))[
+        :: max(1, len(result["lrs"]) // 15)
+    ]:
+        table.add_row(f"{lr_value:.2e}", f"{loss:.4f}")
+    console.print(table)
+    console.print(
+        f"suggested --lr {result['suggestion']:.2e} (a tenth of the lr at the lowest loss); plot: {plan.run_dir / 'lr_find.png'}"
+    )
+    if json_out:
+        print(json.dumps(result))
 
 
 def _with_augment(cfg, text: str):
@@ -246,6 +317,7 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         console.print(
             f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"
         )
+    _warn_duplicates(plan, console)
     console.print(
         layers_table(
             plan.layers,
@@ -269,6 +341,8 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         raise typer.Exit(130) from None
     for path, reason in outcome.skipped:
         console.print(f"[yellow]skipped {path}: {reason}[/yellow]")
+    if getattr(outcome, "stopped", ""):
+        console.print(f"stopped early: {outcome.stopped}")
     if outcome.finished_before:
         console.print(
             f"run already finished ({len(outcome.history)} epochs); nothing to do. Model: {plan.run_dir / 'model'}"
@@ -282,6 +356,7 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         "final": outcome.history[-1] if outcome.history else None,
         "skipped": [{"path": p, "reason": r} for p, r in outcome.skipped],
         "already_finished": outcome.finished_before,
+        "stopped_early": outcome.stopped,
     }
     write_summary(plan.run_dir, summary)
     if not outcome.finished_before:
@@ -291,3 +366,18 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         )
     if json_out:
         print(json.dumps(summary))
+
+
+def _warn_duplicates(plan, console) -> None:
+    """Warn about identical files across splits (leaks) or classes (conflicts); cnn doctor does more."""
+    from rich.markup import escape
+
+    from cnncli.doctor import quick_check
+
+    groups = quick_check(plan.dataset)
+    for group in groups:
+        console.print(f"[yellow]warning: {escape(group.describe())}[/yellow]")
+    if groups:
+        console.print(
+            f"[yellow]`cnn doctor {escape(str(plan.dataset.root))}` checks further[/yellow]"
+        )
