@@ -47,8 +47,15 @@ def test_train_writes_a_complete_run_folder(runner, tree3, tmp_path):
 
 def test_stratified_split_manifest_has_every_class_in_val(runner, tree3, tmp_path):
     out = tmp_path / "run"
-    assert _train(runner, tree3, "--out", out, "--epochs", "1", "--val-fraction", "0.25", *TINY).exit_code == 0
-    lines = [row for row in csv.reader((out / "split.csv").open()) if row and not row[0].startswith("#")][1:]
+    assert (
+        _train(
+            runner, tree3, "--out", out, "--epochs", "1", "--val-fraction", "0.25", *TINY
+        ).exit_code
+        == 0
+    )
+    lines = [
+        row for row in csv.reader((out / "split.csv").open()) if row and not row[0].startswith("#")
+    ][1:]
     val = [r for r in lines if r[0] == "val"]
     assert sorted({r[2] for r in val}) == ["blue", "green", "red"]
     assert len(val) == 9 and len(lines) == 36
@@ -57,16 +64,23 @@ def test_stratified_split_manifest_has_every_class_in_val(runner, tree3, tmp_pat
 def test_same_seed_gives_identical_metrics(runner, tree3, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        assert _train(runner, tree3, "--out", out, "--epochs", "2", "--seed", "3", *TINY).exit_code == 0
+        assert (
+            _train(runner, tree3, "--out", out, "--epochs", "2", "--seed", "3", *TINY).exit_code
+            == 0
+        )
     assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
-    assert (a / "model" / "weights.safetensors").read_bytes() == (b / "model" / "weights.safetensors").read_bytes()
+    assert (a / "model" / "weights.safetensors").read_bytes() == (
+        b / "model" / "weights.safetensors"
+    ).read_bytes()
 
 
 def test_config_file_and_flags_override(runner, tree3, tmp_path):
     first = tmp_path / "first"
     assert _train(runner, tree3, "--out", first, "--epochs", "1", *TINY).exit_code == 0
     second = tmp_path / "second"
-    result = _train(runner, tree3, "--config", first / "config.toml", "--out", second, "--lr", "0.002")
+    result = _train(
+        runner, tree3, "--config", first / "config.toml", "--out", second, "--lr", "0.002"
+    )
     assert result.exit_code == 0, result.output
     cfg = load_toml(second / "config.toml")
     assert cfg.train.lr == 0.002 and cfg.data.image_size == 16 and cfg.train.epochs == 1
@@ -100,9 +114,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    subprocess.run([sys.executable, "-m", "cnncli", "train", "--resume", str(killed), "-q"], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "cnncli", "train", "--resume", str(killed), "-q"],
+        check=True,
+        timeout=300,
+    )
     assert (killed / "metrics.csv").read_bytes() == (clean / "metrics.csv").read_bytes()
-    assert (killed / "model" / "weights.safetensors").read_bytes() == (clean / "model" / "weights.safetensors").read_bytes()
+    assert (killed / "model" / "weights.safetensors").read_bytes() == (
+        clean / "model" / "weights.safetensors"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -134,7 +154,9 @@ def test_one_class_and_too_few_images_are_clear_errors(runner, tmp_path):
 
 
 def test_image_too_small_for_network_names_layer(runner, tree3, tmp_path):
-    result = _train(runner, tree3, "--out", tmp_path / "r", "--image-size", "8", "--filters", "8,8,8,8")
+    result = _train(
+        runner, tree3, "--out", tmp_path / "r", "--image-size", "8", "--filters", "8,8,8,8"
+    )
     assert result.exit_code == 2
     assert "layer pool4" in result.output and "--image-size" in result.output
     assert not (tmp_path / "r").exists()  # failed before creating anything
@@ -170,14 +192,17 @@ def test_split_layout_uses_val_folder(runner, tmp_path):
     out = tmp_path / "run"
     result = _train(runner, root, "--out", out, "--epochs", "1", *TINY)
     assert result.exit_code == 0, result.output
-    assert "split layout" in result.output
+    assert "# layout: split" in (out / "split.csv").read_text()
     text = (out / "split.csv").read_text()
     assert "val,0,x,val/x/" in text and "train,1,y,train/y/" in text
 
 
 def test_grayscale_channels_one(runner, tree3, tmp_path):
     out = tmp_path / "run"
-    assert _train(runner, tree3, "--out", out, "--epochs", "1", "--channels", "1", *TINY).exit_code == 0
+    assert (
+        _train(runner, tree3, "--out", out, "--epochs", "1", "--channels", "1", *TINY).exit_code
+        == 0
+    )
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["preprocess"]["channels"] == 1
 
