@@ -84,6 +84,8 @@ class TrainConfig:
     class_weights: str = "none"
     # "shuffle" (each image once per epoch) or "balanced" (classes drawn equally often).
     sampler: str = "shuffle"
+    # Data-parallel over this many devices (0 = all visible); batch_size must divide evenly.
+    devices: int = 1
 
 
 @dataclass
@@ -184,6 +186,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.time_limit >= 0, f"train.time_limit must be >= 0 minutes, got {t.time_limit}")
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {CLASS_WEIGHTS}")
     _check(t.sampler in SAMPLERS, f"train.sampler must be one of {SAMPLERS}")
+    _check(t.devices >= 0, f"train.devices must be >= 0 (0 = all), got {t.devices}")
+    _check(
+        t.devices <= 1 or t.batch_size % t.devices == 0,
+        f"train.batch_size {t.batch_size} must be a multiple of train.devices {t.devices}",
+    )
     _check(0 <= t.seed < 2**32, f"train.seed must be in 0..2^32-1, got {t.seed}")
     return cfg
 

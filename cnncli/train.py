@@ -15,21 +15,11 @@ import optax
 
 from cnncli import network
 from cnncli.config import RunConfig, TrainConfig
+from cnncli.data.loader import Placement, SplitArrays, epoch_order, gather, padded_batches
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or Inf; the message says where and what to try."""
-
-
-@dataclass
-class SplitArrays:
-    """Images (uint8 NHWC, in memory or memory-mapped) and integer labels of one split."""
-
-    images: np.ndarray
-    labels: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 @dataclass
@@ -171,57 +161,28 @@ def make_steps(
 # ---------------------------------------------------------------------------- batching
 
 
-def epoch_order(labels: np.ndarray, seed: int, epoch: int, balanced: bool = False) -> np.ndarray:
-    """The sample order of an epoch: a pure function of (labels, seed, epoch).
-
-    Shuffled once-each by default; `balanced` draws len(labels) samples with replacement so
-    that every class is drawn equally often in expectation.
-    """
-    rng = np.random.default_rng([seed, epoch])
-    n = len(labels)
-    if not balanced:
-        return rng.permutation(n)
-    counts = np.bincount(labels)
-    p = 1.0 / counts[labels]
-    return rng.choice(n, size=n, replace=True, p=p / p.sum())
-
-
-def padded_batches(order: np.ndarray, batch_size: int):
-    """Yield (indices, mask) with a fixed batch shape; the last batch is padded and masked."""
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        mask = np.ones(batch_size, np.float32)
-        if len(idx) < batch_size:
-            mask[len(idx) :] = 0.0
-            idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
-        yield idx, mask
-
-
-def gather(split: SplitArrays, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of a (possibly memory-mapped) split, read in sorted order for locality."""
-    order = np.argsort(idx, kind="stable")
-    images = np.empty((len(idx), *split.images.shape[1:]), np.uint8)
-    images[order] = split.images[idx[order]]
-    return images, split.labels[idx].astype(np.int32)
-
-
-def predict_logits(eval_step, state, images: np.ndarray, batch_size: int) -> np.ndarray:
+def predict_logits(
+    eval_step, state, images: np.ndarray, batch_size: int, placement: Placement | None = None
+) -> np.ndarray:
     """Logits for every image, in fixed-shape padded batches (one compile)."""
     out = []
     order = np.arange(len(images))
     split = SplitArrays(images, np.zeros(len(images), np.int32))
     for idx, mask in padded_batches(order, batch_size):
         batch, _ = gather(split, idx)
-        logits = np.asarray(eval_step(state, jnp.asarray(batch)))
+        (batch,) = placement.batch(batch) if placement else (jnp.asarray(batch),)
+        logits = np.asarray(eval_step(state, batch))
         out.append(logits[mask > 0])
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def evaluate_split(eval_step, state, split: SplitArrays, batch_size: int) -> tuple[float, float]:
+def evaluate_split(
+    eval_step, state, split: SplitArrays, batch_size: int, placement: Placement | None = None
+) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) on a split."""
     if len(split) == 0:
         return float("nan"), float("nan")
-    logits = predict_logits(eval_step, state, split.images, batch_size)
+    logits = predict_logits(eval_step, state, split.images, batch_size, placement)
     log_probs = logits - jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True)
     labels = split.labels.astype(np.int64)
     loss = float(-np.mean(np.asarray(log_probs)[np.arange(len(labels)), labels]))
@@ -265,7 +226,12 @@ def fit(
     if t.class_weights == "auto":
         weights = class_weights_for(train.labels, num_classes or int(train.labels.max()) + 1)
     train_step, eval_step = make_steps(cfg, make_optimizer(t, steps), augment_fn, weights)
-    state = jax.tree_util.tree_map(jnp.asarray, init_state)
+    placement = Placement(t.devices)
+    if t.batch_size % placement.count:
+        raise ValueError(
+            f"--batch-size {t.batch_size} must be a multiple of --devices {placement.count}"
+        )
+    state = placement.state(init_state)
     result = FitResult(history=list(history or []))
     for row in result.history:
         if row.val_acc > result.best_val_acc or result.best_epoch == 0:
@@ -277,9 +243,17 @@ def fit(
         started = time.perf_counter()
         order = epoch_order(train.labels, t.seed, epoch, t.sampler == "balanced")
         state, (loss_sum, correct, count) = _train_epoch(
-            train_step, state, train, order, jax.random.fold_in(base_key, epoch), epoch, t, cb
+            train_step,
+            state,
+            train,
+            order,
+            jax.random.fold_in(base_key, epoch),
+            epoch,
+            t,
+            cb,
+            placement,
         )
-        val_loss, val_acc = evaluate_split(eval_step, state, val, t.batch_size)
+        val_loss, val_acc = evaluate_split(eval_step, state, val, t.batch_size, placement)
         row = EpochRow(
             epoch,
             loss_sum / max(count, 1.0),
@@ -294,15 +268,26 @@ def fit(
             result.best_epoch, result.best_val_acc = epoch, val_acc
         result.stopped_early = _stop_reason(t, epoch, result.best_epoch, session_start, started)
         host_state = to_numpy(state)
+        # Never checkpoint (or save as model/) weights that overflowed in the last step.
+        leaves = jax.tree_util.tree_leaves(host_state["params"])
+        if not all(np.isfinite(v).all() for v in leaves) or (
+            len(val) and not math.isfinite(val_loss)
+        ):
+            raise TrainingDiverged(
+                f"the weights overflowed in epoch {epoch} (validation loss {val_loss}); try a "
+                "lower learning rate (--lr) or a smaller batch; the last good checkpoint is kept"
+            )
         meta = {
             "history": [r.as_dict() for r in result.history],
             "best_epoch": result.best_epoch,
             "stopped": result.stopped_early,
         }
-        checkpoints.save(epoch, host_state, meta, val_acc if not math.isnan(val_acc) else 0.0)
+        # model/ and metrics.csv first, the checkpoint last: a run killed in between repeats
+        # this epoch on resume and rewrites them with the same bytes.
         if improved and on_improved is not None:
             on_improved(host_state, row)
         cb.on_epoch_end(row, time.perf_counter() - started, improved)
+        checkpoints.save(epoch, host_state, meta, val_acc if not math.isnan(val_acc) else 0.0)
         if result.stopped_early:
             break
     final = to_numpy(state)
@@ -325,7 +310,7 @@ def _stop_reason(
     return ""
 
 
-def _train_epoch(train_step, state, train: SplitArrays, order, epoch_key, epoch, t, cb):
+def _train_epoch(train_step, state, train: SplitArrays, order, epoch_key, epoch, t, cb, placement):
     """One pass over `order`; returns (state, (loss_sum, correct, count))."""
     steps = math.ceil(len(order) / t.batch_size)
     totals = (0.0, 0.0, 0.0)
@@ -334,9 +319,7 @@ def _train_epoch(train_step, state, train: SplitArrays, order, epoch_key, epoch,
     for step, (idx, mask) in enumerate(padded_batches(order, t.batch_size)):
         images, labels = gather(train, idx)
         key = jax.random.fold_in(epoch_key, step)
-        state, metrics = train_step(
-            state, jnp.asarray(images), jnp.asarray(labels), jnp.asarray(mask), key
-        )
+        state, metrics = train_step(state, *placement.batch(images, labels, mask), key)
         # Read the previous step's numbers while this one runs, so the host never stalls XLA.
         if pending is not None:
             totals = _accumulate(pending, *totals, epoch, step, cb, steps, started)

@@ -186,6 +186,13 @@ def train(
             help="shuffle (each image once per epoch) or balanced (classes equally often).",
         ),
     ] = None,
+    devices: Annotated[
+        int | None,
+        Opt(
+            "--devices",
+            help="Data-parallel over N devices (0 = all visible); on a CPU, N host devices [default: 1].",
+        ),
+    ] = None,
     find_lr: Annotated[
         bool,
         Opt(
@@ -244,6 +251,7 @@ def train(
                 "train.time_limit": time_limit,
                 "train.class_weights": class_weights,
                 "train.sampler": sampler,
+                "train.devices": devices,
             }
             if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
                 overrides["model.conv"] = _model_overrides(
@@ -254,7 +262,20 @@ def train(
                 _find_lr(data_dir, cfg, out, console, json_out)
                 return
             plan = plan_new_run(data_dir, cfg, out)
+        _request_host_devices(plan.cfg.train.devices)
         _run_training(plan, console, json_out, quiet)
+
+
+def _request_host_devices(count: int) -> None:
+    """On a CPU, ask XLA for `count` host devices (must happen before jax is imported)."""
+    import os
+    import sys
+
+    if count <= 1 or "jax" in sys.modules:
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def _find_lr(data_dir, cfg, out, console, json_out: bool) -> None:
@@ -317,7 +338,7 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         console.print(
             f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"
         )
-    _warn_duplicates(plan, console)
+    _warn_dataset(plan, console)
     console.print(
         layers_table(
             plan.layers,
@@ -368,16 +389,18 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         print(json.dumps(summary))
 
 
-def _warn_duplicates(plan, console) -> None:
-    """Warn about identical files across splits (leaks) or classes (conflicts); cnn doctor does more."""
+def _warn_dataset(plan, console) -> None:
+    """Name unusual skips (links, loops, pipes) and identical files across splits or classes."""
     from rich.markup import escape
 
     from cnncli.doctor import quick_check
 
+    routine = ("hidden", "not an image (file extension)")
+    for path, reason in [i for i in plan.dataset.ignored if i[1] not in routine][:20]:
+        console.print(f"[yellow]  ignored {escape(path)}: {escape(reason)}[/yellow]")
     groups = quick_check(plan.dataset)
     for group in groups:
         console.print(f"[yellow]warning: {escape(group.describe())}[/yellow]")
     if groups:
-        console.print(
-            f"[yellow]`cnn doctor {escape(str(plan.dataset.root))}` checks further[/yellow]"
-        )
+        root = escape(str(plan.dataset.root))
+        console.print(f"[yellow]`cnn doctor {root}` checks further[/yellow]")
