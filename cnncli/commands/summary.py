@@ -1,0 +1,169 @@
+"""`cnn summary`: the network's layer table (shapes, parameters, MACs) without training.
+
+Pure shape arithmetic (cnncli.shapes): this command never imports jax.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.commands.common import Opt, fail, handled_errors
+
+DEFAULT_NUM_CLASSES = 10
+
+
+def _saved_classes(model_dir: Path) -> int | None:
+    """Class count from a model bundle's model.json, or None when there is none to read."""
+    meta_path = model_dir / "model.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        classes = json.loads(meta_path.read_text(encoding="utf-8"))["classes"]
+        return len(classes) if isinstance(classes, list) else None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _load_source(source: Path | None):
+    """(RunConfig, class count or None, description) from nothing, a .toml, a run or model/ folder."""
+    from cnncli.config import ConfigError, RunConfig, load_toml
+
+    if source is None:
+        return RunConfig(), None, "default config"
+    if source.is_file():
+        return load_toml(source), None, str(source)
+    if (source / "config.toml").is_file():
+        return load_toml(source / "config.toml"), _saved_classes(source / "model"), str(source)
+    if (source / "model.json").is_file():
+        from cnncli.bundle import load_bundle
+
+        bundle = load_bundle(source)
+        cfg = RunConfig()
+        cfg.model, cfg.data.image_size, cfg.data.channels = (
+            bundle.model,
+            bundle.image_size,
+            bundle.channels,
+        )
+        return cfg, len(bundle.classes), str(source)
+    if not source.exists():
+        raise ConfigError(f"{source}: no such config file or run folder")
+    raise ConfigError(
+        f"{source}: not a config (.toml), a run folder (config.toml) or a model folder (model.json)"
+    )
+
+
+def summary(
+    source: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A config .toml, a run folder or its model/ folder (default: the default config).",
+            metavar="CONFIG|RUN",
+            show_default=False,
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None, Opt("--image-size", help="Square input size in pixels to try.")
+    ] = None,
+    channels: Annotated[int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB).")] = None,
+    model: Annotated[
+        str | None, Opt("--model", help="Architecture preset: tiny, small, medium or resnet.")
+    ] = None,
+    filters: Annotated[
+        str | None, Opt("--filters", help="Filters per conv block, comma-separated.")
+    ] = None,
+    kernel: Annotated[int | None, Opt("--kernel", help="Conv kernel size F.")] = None,
+    stride: Annotated[int | None, Opt("--stride", help="Conv stride S.")] = None,
+    padding: Annotated[
+        str | None, Opt("--padding", help="Conv padding P: same, valid or an integer.")
+    ] = None,
+    pool: Annotated[
+        int | None, Opt("--pool", help="Max-pool size (and stride) after each conv; 0 = none.")
+    ] = None,
+    batch_norm: Annotated[
+        bool | None, Opt("--batch-norm/--no-batch-norm", help="Batch norm after each conv.")
+    ] = None,
+    global_pool: Annotated[
+        bool | None,
+        Opt("--global-pool/--flatten", help="Global average pool instead of flatten."),
+    ] = None,
+    dense: Annotated[
+        str | None,
+        Opt("--dense", help="Fully connected layer sizes, comma-separated; '' for none."),
+    ] = None,
+    dropout: Annotated[
+        float | None, Opt("--dropout", help="Dropout after each dense layer.")
+    ] = None,
+    num_classes: Annotated[
+        int | None,
+        Opt(
+            "--num-classes",
+            help=f"Number of classes (default: the saved model's, else {DEFAULT_NUM_CLASSES}).",
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, Opt("--json", help="Print the layers as JSON on stdout instead of a table.")
+    ] = False,
+) -> None:
+    """Show the network layer by layer, (W - F + 2P)/S + 1 worked out, params and MACs; no training."""
+    with handled_errors():
+        from rich.markup import escape
+
+        from cnncli.commands.train import _int_list, _model_overrides
+        from cnncli.config import merge_overrides, model_preset
+        from cnncli.report import layer_inputs, layers_table, make_console
+        from cnncli.shapes import layer_table
+
+        if num_classes is not None and num_classes < 2:
+            raise fail(f"--num-classes must be >= 2, got {num_classes}")
+        cfg, saved_classes, described = _load_source(source)
+        if model is not None:
+            cfg.model = model_preset(model)
+        overrides = {
+            "data.image_size": image_size,
+            "data.channels": channels,
+            "model.dense": _int_list(dense, "--dense"),
+            "model.dropout": dropout,
+            "model.global_pool": global_pool,
+        }
+        if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
+            overrides["model.conv"] = _model_overrides(
+                cfg, _int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
+            )
+        cfg = merge_overrides(cfg, overrides)
+        classes = num_classes or saved_classes or DEFAULT_NUM_CLASSES
+        size, chans = cfg.data.image_size, cfg.data.channels
+        rows = layer_table(cfg.model, size, chans, classes)
+        input_shape = (size, size, chans)
+        if json_out:
+            layers = [
+                {
+                    "name": r.name,
+                    "kind": r.kind,
+                    "input": list(shape_in),
+                    "output": list(r.out_shape),
+                    "params": r.params,
+                    "macs": r.macs,
+                    "formula": r.formula,
+                }
+                for r, shape_in in zip(rows, layer_inputs(rows, input_shape), strict=True)
+            ]
+            result = {
+                "source": described,
+                "input": list(input_shape),
+                "num_classes": classes,
+                "layers": layers,
+                "total_params": sum(r.params for r in rows),
+                "total_macs": sum(r.macs for r in rows),
+            }
+            print(json.dumps(result))
+            return
+        class_note = "" if num_classes or saved_classes else " (default; --num-classes)"
+        title = escape(
+            f"network for {size}x{size}x{chans} input, {classes} classes{class_note}; "
+            f"from {described}"
+        )
+        make_console().print(layers_table(rows, title, input_shape=input_shape))

@@ -1,0 +1,101 @@
+"""What a trained CNN looks at: first-layer filters, per-layer feature maps and Grad-CAM.
+
+Everything here returns numpy arrays; drawing them is plots.py's job and printing the
+CLI's. Grad-CAM (Selvaraju et al., 2017) weights the last conv layer's post-ReLU feature
+maps by the spatial mean of the class logit's gradient with respect to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnncli.config import ModelConfig
+from cnncli.network import forward, max_pool, normalize
+
+
+@dataclass
+class Explanation:
+    """One image explained: prediction, Grad-CAM for class_index, filters and feature maps."""
+
+    probs: np.ndarray  # (num_classes,) softmax of the logits
+    predicted: int  # argmax of probs
+    class_index: int  # the class the CAM explains (predicted unless asked otherwise)
+    cam: np.ndarray  # (S, S) in [0, 1], upsampled to the input image
+    cam_lowres: np.ndarray  # (h, w) in [0, 1], on the last conv layer's grid
+    feature_maps: list[np.ndarray]  # per conv layer, (H, W, C) post-ReLU
+    layer_names: list[str]  # conv1, conv2, ...
+    filters: np.ndarray  # first conv layer's kernel (k, k, cin, cout)
+
+
+def head_from_last_conv(
+    params: dict[str, jax.Array], cfg: ModelConfig, features: jax.Array
+) -> jax.Array:
+    """Logits from the last conv block's post-ReLU map: its pool, flatten/GAP, dense, logits.
+
+    Mirrors the tail of network.forward at inference (dropout off); a test checks that
+    head_from_last_conv(features[-1]) equals forward's logits.
+    """
+    block = cfg.conv[-1]
+    x = features
+    if block.pool > 1:
+        x = max_pool(x, block.pool, block.pool_stride or block.pool)
+    x = x.mean(axis=(1, 2)) if cfg.global_pool else x.reshape(x.shape[0], -1)
+    for j in range(1, len(cfg.dense) + 1):
+        x = jax.nn.relu(x @ params[f"dense{j}/kernel"] + params[f"dense{j}/bias"])
+    return x @ params["logits/kernel"] + params["logits/bias"]
+
+
+def normalize_map(values: jax.Array) -> jax.Array:
+    """Scale a non-negative map to [0, 1] by its maximum; an all-zero map stays zero."""
+    peak = values.max()
+    return jnp.where(peak > 0, values / jnp.where(peak > 0, peak, 1.0), 0.0)
+
+
+def grad_cam(
+    params: dict[str, jax.Array], cfg: ModelConfig, features: jax.Array, class_index: int
+) -> jax.Array:
+    """Grad-CAM (h, w) in [0, 1] for one image from its last conv map features (1, h, w, C)."""
+    grads = jax.grad(lambda a: head_from_last_conv(params, cfg, a)[0, class_index])(features)
+    weights = grads.mean(axis=(1, 2))  # (1, C): how much each channel raises the logit
+    cam = jax.nn.relu(jnp.einsum("bhwc,bc->bhw", features, weights))[0]
+    return normalize_map(cam)
+
+
+def upsample(cam: jax.Array, size: int) -> jax.Array:
+    """Bilinear resize of an (h, w) map to (size, size), renormalised to [0, 1]."""
+    return normalize_map(jnp.clip(jax.image.resize(cam, (size, size), "bilinear"), 0.0, None))
+
+
+def explain_image(
+    params: dict[str, jax.Array],
+    stats: dict[str, jax.Array],
+    cfg: ModelConfig,
+    image_u8: np.ndarray,
+    class_index: int | None = None,
+) -> Explanation:
+    """Explain one decoded uint8 (S, S, C) image; class_index None means the predicted class."""
+    image_u8 = np.asarray(image_u8)
+    if image_u8.ndim != 3 or image_u8.shape[0] != image_u8.shape[1]:
+        raise ValueError(f"need a square (S, S, C) image, got shape {image_u8.shape}")
+    x = normalize(jnp.asarray(image_u8)[None])
+    logits, _, features = forward(params, stats, cfg, x, train=False, return_features=True)
+    probs = jax.nn.softmax(logits[0])
+    predicted = int(jnp.argmax(probs))
+    target = predicted if class_index is None else int(class_index)
+    if not 0 <= target < probs.shape[0]:
+        raise ValueError(f"class index {target} out of range 0..{probs.shape[0] - 1}")
+    cam = grad_cam(params, cfg, features[-1], target)
+    return Explanation(
+        probs=np.asarray(probs),
+        predicted=predicted,
+        class_index=target,
+        cam=np.asarray(upsample(cam, image_u8.shape[0])),
+        cam_lowres=np.asarray(cam),
+        feature_maps=[np.asarray(f[0]) for f in features],
+        layer_names=[f"conv{i}" for i in range(1, len(features) + 1)],
+        filters=np.asarray(params["conv1/kernel"]),
+    )
