@@ -1,0 +1,81 @@
+"""`cnn export`: write a trained model as ONNX or StableHLO, checked against the Flax model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cnncli.commands.common import Opt, fail, handled_errors
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="Run folder or model/ folder.", show_default=False)],
+    fmt: Annotated[
+        str, Opt("--format", "-f", help="onnx (needs cnn\\[export]) or stablehlo (jax.export).")
+    ] = "onnx",
+    out: Annotated[Path | None, Opt("--out", help="Output folder (default: MODEL/export).")] = None,
+    check_images: Annotated[
+        list[str] | None,
+        Opt(
+            "--check-images",
+            help="Images (files, folders, globs) for the check (default: the run's val split).",
+        ),
+    ] = None,
+    json_out: Annotated[bool, Opt("--json", help="Print a JSON summary on stdout.")] = False,
+    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Export a model for onnxruntime or jax.export; refuses one that differs from the Flax model."""
+    with handled_errors():
+        from cnncli.bundle import load_bundle
+        from cnncli.export import VerificationError, export_bundle
+        from cnncli.exported import FORMATS
+        from cnncli.report import make_console
+
+        fmt = fmt.lower()
+        if fmt not in FORMATS:
+            raise fail(f"--format must be {' or '.join(FORMATS)}, not {fmt!r}")
+        console = make_console(to_stderr=json_out, quiet=quiet)
+        bundle = load_bundle(model)
+        try:
+            result = export_bundle(bundle, fmt, out or model / "export", check_images)
+        except VerificationError as exc:
+            raise fail(str(exc), code=1) from None  # not the user's mistake: exit 1, not 2
+        check = result.verification
+        noise = check.images - check.real_images
+        where = (
+            f"{check.real_images} from {check.source} + {noise} noise"
+            if check.real_images
+            else f"{noise} seeded noise; the run's images were not found"
+        )
+        console.print(
+            f"checked on {check.images} images ({where}), batch sizes {check.batch_sizes}"
+        )
+        console.print(
+            f"max |logit diff| vs the Flax model [bold]{check.max_abs_diff:.2e}[/bold] "
+            f"(limit {check.limit:.0e}); same top class on {check.argmax_agree}/{check.images}"
+            + (f" ({check.ties} tied within the limit)" if check.ties else "")
+        )
+        console.print(
+            f"wrote [bold]{result.model_path}[/bold] ({result.size_bytes / 1024:.1f} KiB), "
+            + ", ".join(p.name for p in result.files[1:])
+        )
+        if json_out:
+            import json
+
+            print(
+                json.dumps(
+                    {
+                        "format": result.format,
+                        "model": str(result.model_path),
+                        "files": [str(p) for p in result.files],
+                        "bytes": result.size_bytes,
+                        "check_images": check.images,
+                        "check_real_images": check.real_images,
+                        "max_abs_logit_diff": check.max_abs_diff,
+                        "argmax_agree": check.argmax_agree,
+                        "passed": check.passed,
+                    }
+                )
+            )
