@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.xla_env import configure_xla
 
 
 def augment_command(
@@ -50,6 +51,7 @@ def augment_command(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Write augmented copies of a dataset's images into OUT, plus augment_manifest.csv."""
+    configure_xla()
     with handled_errors():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
         from rich.table import Table

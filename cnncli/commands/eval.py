@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.xla_env import configure_xla
 
 
 def _eval_items(bundle, data_dir: Path | None):
@@ -54,18 +55,18 @@ def eval_(
     data_dir: Annotated[
         Path | None,
         typer.Argument(
-            help="Class-folder tree to evaluate on [default: the run's validation split].",
+            help="Class-folder tree to evaluate on (default: the run's validation split).",
             show_default=False,
         ),
     ] = None,
     top_k: Annotated[
-        int | None, Opt("--top-k", help="k for top-k accuracy [default: 5 with >= 5 classes].")
+        int | None, Opt("--top-k", help="k for top-k accuracy (default: 5 with >= 5 classes).")
     ] = None,
     out: Annotated[
         Path | None,
         Opt(
             "--out",
-            help="Folder for metrics.json, misclassified.csv, confusion_matrix.png [default: RUN/eval].",
+            help="Folder for metrics.json, misclassified.csv, confusion_matrix.png (default: RUN/eval).",
         ),
     ] = None,
     batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
@@ -73,6 +74,7 @@ def eval_(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Evaluate a trained model: accuracy, top-k, per-class precision/recall/F1, confusion matrix."""
+    configure_xla()
     with handled_errors():
         import csv
         import io

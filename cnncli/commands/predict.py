@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.xla_env import configure_xla
 
 
 def predict(
@@ -17,7 +18,11 @@ def predict(
     ],
     model: Annotated[
         Path | None,
-        Opt("--model", "-m", help="Run folder or model/ folder [default: newest run under runs/]."),
+        Opt(
+            "--model",
+            "-m",
+            help="Run or model/ folder, .onnx or .stablehlo file (default: newest run under runs/).",
+        ),
     ] = None,
     top_k: Annotated[int, Opt("--top-k", help="Show the k most likely classes.")] = 1,
     threshold: Annotated[
@@ -40,8 +45,9 @@ def predict(
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Classify images with a trained model; exit 1 if some files could not be read."""
+    configure_xla()
     with handled_errors():
-        from cnncli.bundle import load_bundle
+        from cnncli.exported import load_model
         from cnncli.predict import collect_inputs, label_of, predict_paths
         from cnncli.predict import top_k as top_k_of
         from cnncli.report import make_console, predictions_table
@@ -57,7 +63,7 @@ def predict(
             if model is None:
                 raise fail("no trained model under runs/; pass --model RUN_OR_MODEL_DIR")
             console.print(f"using model [bold]{model}[/bold]")
-        bundle = load_bundle(model)
+        bundle = load_model(model)
         paths, problems = collect_inputs(inputs)
         for item, reason in problems:
             console.print(f"[red]error:[/red] {item}: {reason}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.xla_env import configure_xla
 
 
 def _int_list(text: str | None, flag: str) -> list[int] | None:
@@ -58,99 +59,99 @@ def train(
         Opt("--config", help="TOML config (e.g. a run's config.toml); flags override it."),
     ] = None,
     out: Annotated[
-        Path | None, Opt("--out", help="Run folder [default: runs/train, runs/train2, ...].")
+        Path | None, Opt("--out", help="Run folder (default: runs/train, runs/train2, ...).")
     ] = None,
     resume: Annotated[
         Path | None,
         Opt("--resume", help="Continue the run in this folder from its last checkpoint."),
     ] = None,
     image_size: Annotated[
-        int | None, Opt("--image-size", help="Square input size in pixels [default: 64].")
+        int | None, Opt("--image-size", help="Square input size in pixels (default: 64).")
     ] = None,
     channels: Annotated[
-        int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB) [default: 3].")
+        int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB) (default: 3).")
     ] = None,
     filters: Annotated[
         str | None,
-        Opt("--filters", help="Filters per conv block, comma-separated [default: 32,64,128]."),
+        Opt("--filters", help="Filters per conv block, comma-separated (default: 32,64,128)."),
     ] = None,
-    kernel: Annotated[int | None, Opt("--kernel", help="Conv kernel size F [default: 3].")] = None,
-    stride: Annotated[int | None, Opt("--stride", help="Conv stride S [default: 1].")] = None,
+    kernel: Annotated[int | None, Opt("--kernel", help="Conv kernel size F (default: 3).")] = None,
+    stride: Annotated[int | None, Opt("--stride", help="Conv stride S (default: 1).")] = None,
     padding: Annotated[
         str | None,
-        Opt("--padding", help="Conv padding P: same, valid or an integer [default: same]."),
+        Opt("--padding", help="Conv padding P: same, valid or an integer (default: same)."),
     ] = None,
     pool: Annotated[
         int | None,
-        Opt("--pool", help="Max-pool size (and stride) after each conv; 0 = none [default: 2]."),
+        Opt("--pool", help="Max-pool size (and stride) after each conv; 0 = none (default: 2)."),
     ] = None,
     batch_norm: Annotated[
         bool | None,
-        Opt("--batch-norm/--no-batch-norm", help="Batch norm after each conv [default: off]."),
+        Opt("--batch-norm/--no-batch-norm", help="Batch norm after each conv (default: off)."),
     ] = None,
     global_pool: Annotated[
         bool | None,
         Opt(
             "--global-pool/--flatten",
-            help="Global average pool instead of flatten [default: flatten].",
+            help="Global average pool instead of flatten (default: flatten).",
         ),
     ] = None,
     dense: Annotated[
         str | None,
         Opt(
             "--dense",
-            help="Fully connected layer sizes, comma-separated; '' for none [default: 128].",
+            help="Fully connected layer sizes, comma-separated; '' for none (default: 128).",
         ),
     ] = None,
     dropout: Annotated[
-        float | None, Opt("--dropout", help="Dropout after each dense layer [default: 0.3].")
+        float | None, Opt("--dropout", help="Dropout after each dense layer (default: 0.3).")
     ] = None,
-    epochs: Annotated[int | None, Opt("--epochs", help="Epochs [default: 15].")] = None,
-    batch_size: Annotated[int | None, Opt("--batch-size", help="Batch size [default: 64].")] = None,
+    epochs: Annotated[int | None, Opt("--epochs", help="Epochs (default: 15).")] = None,
+    batch_size: Annotated[int | None, Opt("--batch-size", help="Batch size (default: 64).")] = None,
     optimizer: Annotated[
-        str | None, Opt("--optimizer", help="adam, adamw or sgd [default: adam].")
+        str | None, Opt("--optimizer", help="adam, adamw or sgd (default: adam).")
     ] = None,
-    lr: Annotated[float | None, Opt("--lr", help="Peak learning rate [default: 0.001].")] = None,
+    lr: Annotated[float | None, Opt("--lr", help="Peak learning rate (default: 0.001).")] = None,
     weight_decay: Annotated[
-        float | None, Opt("--weight-decay", help="Weight decay for adamw/sgd [default: 1e-4].")
+        float | None, Opt("--weight-decay", help="Weight decay for adamw/sgd (default: 1e-4).")
     ] = None,
     momentum: Annotated[
-        float | None, Opt("--momentum", help="SGD momentum [default: 0.9].")
+        float | None, Opt("--momentum", help="SGD momentum (default: 0.9).")
     ] = None,
     warmup_epochs: Annotated[
-        float | None, Opt("--warmup-epochs", help="Linear warm-up length [default: 1].")
+        float | None, Opt("--warmup-epochs", help="Linear warm-up length (default: 1).")
     ] = None,
     schedule: Annotated[
-        str | None, Opt("--schedule", help="cosine or constant after warm-up [default: cosine].")
+        str | None, Opt("--schedule", help="cosine or constant after warm-up (default: cosine).")
     ] = None,
     label_smoothing: Annotated[
-        float | None, Opt("--label-smoothing", help="Label smoothing [default: 0].")
+        float | None, Opt("--label-smoothing", help="Label smoothing (default: 0).")
     ] = None,
     augment: Annotated[
         str | None,
         Opt(
             "--augment",
-            help="Preset (none, light, default, strong) or ops, e.g. flip,translate=0.1,zoom=0.2,rotate=15 [default: none].",
+            help="Preset (none, light, default, strong) or ops, e.g. flip,translate=0.1,zoom=0.2,rotate=15 (default: none).",
         ),
     ] = None,
     val_fraction: Annotated[
         float | None,
         Opt(
             "--val-fraction",
-            help="Validation share per class when there is no val/ folder [default: 0.2].",
+            help="Validation share per class when there is no val/ folder (default: 0.2).",
         ),
     ] = None,
     seed: Annotated[
         int | None,
         Opt(
-            "--seed", help="Seed for the split, init, order, dropout and augmentation [default: 0]."
+            "--seed", help="Seed for the split, init, order, dropout and augmentation (default: 0)."
         ),
     ] = None,
     cache_memory: Annotated[
         int | None,
         Opt(
             "--cache-memory",
-            help="MiB of decoded images kept in RAM; beyond it a memory-mapped file [default: 2048].",
+            help="MiB of decoded images kept in RAM; beyond it a memory-mapped file (default: 2048).",
         ),
     ] = None,
     follow_symlinks: Annotated[
@@ -159,20 +160,20 @@ def train(
     ] = None,
     model: Annotated[
         str | None,
-        Opt("--model", help="Architecture preset: tiny, small, medium or resnet [default: small]."),
+        Opt("--model", help="Architecture preset: tiny, small, medium or resnet (default: small)."),
     ] = None,
     patience: Annotated[
         int | None,
         Opt(
             "--patience",
-            help="Stop after this many epochs without a val accuracy gain [default: off].",
+            help="Stop after this many epochs without a val accuracy gain (default: off).",
         ),
     ] = None,
     time_limit: Annotated[
         float | None,
         Opt(
             "--time-limit",
-            help="Stop at the epoch end before this many minutes pass [default: off].",
+            help="Stop at the epoch end before this many minutes pass (default: off).",
         ),
     ] = None,
     class_weights: Annotated[
@@ -190,7 +191,7 @@ def train(
         int | None,
         Opt(
             "--devices",
-            help="Data-parallel over N devices (0 = all visible); on a CPU, N host devices [default: 1].",
+            help="Data-parallel over N devices (0 = all visible); on a CPU, N host devices (default: 1).",
         ),
     ] = None,
     find_lr: Annotated[
@@ -206,6 +207,7 @@ def train(
     ] = False,
 ) -> None:
     """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val)."""
+    configure_xla()
     with handled_errors():
         from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset
         from cnncli.report import make_console
@@ -349,15 +351,17 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
 
     display = TrainingDisplay(console)
     try:
-        with display:
-            outcome = execute_run(plan, display, display.on_decode)
+        with display, _StopOnCtrlC(display) as guarded:
+            outcome = execute_run(plan, guarded, guarded.on_decode)
         if not console.is_terminal:
             console.line()
     except TrainingDiverged as exc:
         raise fail(f"{exc} ({plan.run_dir})", 1) from None
     except KeyboardInterrupt:
+        if not console.is_terminal:
+            console.line()
         console.print(
-            f"[yellow]interrupted; the last finished epoch is checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]"
+            f"[yellow]interrupted; finished epochs are checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]"
         )
         raise typer.Exit(130) from None
     for path, reason in outcome.skipped:
@@ -387,6 +391,60 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         )
     if json_out:
         print(json.dumps(summary))
+
+
+class _StopOnCtrlC:
+    """Training callbacks that turn Ctrl-C into a KeyboardInterrupt at the next safe point.
+
+    Python ignores an exception raised inside a garbage-collection callback (JAX installs
+    one), so the default handler can lose a Ctrl-C and training would just go on. Here the
+    handler only takes note; the next decoded block, epoch start or step raises. A second
+    Ctrl-C interrupts at once.
+    """
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.pressed = False
+        self.previous = None
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _note(self, signum, frame) -> None:
+        import signal
+
+        self.pressed = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def on_decode(self, done: int, total: int) -> None:
+        self._check()
+        self.inner.on_decode(done, total)
+
+    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        self._check()
+        self.inner.on_epoch_start(epoch, epochs, steps)
+
+    def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None:
+        self._check()
+        self.inner.on_step(step, steps, loss, images_per_s)
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
 
 
 def _warn_dataset(plan, console) -> None:
