@@ -7,6 +7,8 @@ killed mid-write never leaves a half checkpoint that `latest_step` would pick up
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,23 @@ from orbax.checkpoint._src.checkpoint_managers import preservation_policy as pp
 def _quiet_orbax() -> None:
     # Orbax logs every save at INFO through absl; the CLI has its own progress output.
     logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+@contextmanager
+def _failures_raised_once():
+    """While saving, orbax's worker threads stay silent: a failed write (a full disk, say)
+    reaches the caller once, as the exception save() raises, not as screens of tracebacks."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "concurrent.futures")]
+    levels, hook = [logger.level for logger in loggers], threading.excepthook
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    threading.excepthook = lambda args: None
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+        threading.excepthook = hook
 
 
 class TrainCheckpoints:
@@ -45,15 +64,16 @@ class TrainCheckpoints:
 
     def save(self, epoch: int, state: Any, meta: dict[str, Any], val_acc: float) -> None:
         """Save the state after `epoch` (1-based); `meta` must be JSON-serialisable."""
-        self._manager.save(
-            epoch,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-            metrics={"val_acc": float(val_acc)},
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        with _failures_raised_once():
+            self._manager.save(
+                epoch,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+                metrics={"val_acc": float(val_acc)},
+                force=True,
+            )
+            self._manager.wait_until_finished()
 
     def latest_epoch(self) -> int | None:
         """The newest complete checkpoint's epoch, or None."""

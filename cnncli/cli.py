@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Annotated
 
 import typer
 
-from cnncli.commands import augment, eval, predict, train
+from cnncli.commands import augment, doctor, eval, explain, export, predict, summary, train
 from cnncli.commands.common import DebugState
 
 app = typer.Typer(
@@ -32,6 +33,10 @@ app.command("train")(train.train)
 app.command("eval")(eval.eval_)
 app.command("predict")(predict.predict)
 app.command("augment")(augment.augment_command)
+app.command("doctor")(doctor.doctor)
+app.command("summary")(summary.summary)
+app.command("explain")(explain.explain)
+app.command("export")(export.export)
 
 
 def main() -> None:
@@ -40,3 +45,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        # Exit sooner: with jax loaded, the interpreter's final collections take ~0.2 s.
+        gc.freeze()

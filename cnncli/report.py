@@ -32,36 +32,62 @@ def dataset_table(counts: dict[str, dict[str, int]], title: str) -> Table:
     return table
 
 
-def layers_table(rows, title: str = "network") -> Table:
-    """Layer, output shape, parameters, MACs and the (W - F + 2P)/S + 1 arithmetic."""
-    table = Table(title=title, title_justify="left")
-    for col, justify in (
-        ("layer", "left"),
-        ("output", "left"),
-        ("params", "right"),
-        ("MACs", "right"),
-        ("(W - F + 2P) / S + 1", "left"),
-    ):
-        table.add_column(col, justify=justify)
+def layer_inputs(rows, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Each row's input shape: the previous row's output (the image for the first row).
+
+    A residual block's 1x1 shortcut projection (projN) reads the block's input instead.
+    """
+    shapes: list[tuple[int, ...]] = []
+    block_inputs: dict[str, tuple[int, ...]] = {}
+    previous = tuple(input_shape)
     for r in rows:
-        shape = "x".join(str(v) for v in r.out_shape)
-        table.add_row(
-            r.name,
-            shape,
+        block_inputs.setdefault(r.name, previous)
+        if r.name.startswith("proj"):
+            shapes.append(block_inputs.get("conv" + r.name[len("proj") :], previous))
+        else:
+            shapes.append(previous)
+        previous = tuple(r.out_shape)
+    return shapes
+
+
+def layers_table(rows, title: str = "network", input_shape: tuple[int, ...] | None = None) -> Table:
+    """Layer, (input shape,) output shape, parameters, MACs and the (W - F + 2P)/S + 1 arithmetic.
+
+    The input column appears when input_shape (the image's H, W, C) is given.
+    """
+    inputs = layer_inputs(rows, input_shape) if input_shape is not None else None
+    table = Table(title=title, title_justify="left")
+    columns = [("layer", "left"), ("input", "left"), ("output", "left")]
+    columns += [("params", "right"), ("MACs", "right"), ("(W - F + 2P) / S + 1", "left")]
+    for col, justify in columns:
+        if col != "input" or inputs is not None:
+            table.add_column(col, justify=justify)
+    for i, r in enumerate(rows):
+        cells = [r.name]
+        if inputs is not None:
+            cells.append(_shape(inputs[i]))
+        cells += [
+            _shape(r.out_shape),
             f"{r.params:,}" if r.params else "",
             f"{r.macs:,}" if r.macs else "",
             r.formula,
-        )
+        ]
+        table.add_row(*cells)
     table.add_section()
+    blanks = ["", ""] if inputs is not None else [""]
     table.add_row(
         "total",
-        "",
+        *blanks,
         f"{sum(r.params for r in rows):,}",
         f"{sum(r.macs for r in rows):,}",
         "",
         style="bold",
     )
     return table
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)
 
 
 def _fmt(value: float, pct: bool = False) -> str:

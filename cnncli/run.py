@@ -148,7 +148,7 @@ def load_split(plan: RunPlan, split: str, progress=None):
     """Decode (or read from cache) one split's images; returns (SplitArrays, skipped)."""
     import numpy as np
 
-    from cnncli.data.cache import load_images
+    from cnncli.data.cache import load_images, select_rows
     from cnncli.train import SplitArrays
 
     items = plan.dataset.splits.get(split, [])
@@ -164,8 +164,7 @@ def load_split(plan: RunPlan, split: str, progress=None):
     )
     labels = np.array([label for _, label in items], np.int32)
     ok = np.asarray(loaded.ok, bool)
-    images = loaded.images if ok.all() else loaded.images[ok]
-    return SplitArrays(images, labels[ok]), list(loaded.skipped)
+    return SplitArrays(select_rows(loaded.images, ok), labels[ok]), list(loaded.skipped)
 
 
 def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutcome:
@@ -187,8 +186,12 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             best = max(history, key=lambda r: r["val_acc"])
             return RunOutcome(True, history, meta["best_epoch"], best["val_acc"], [], 0, 0)
 
-    train, skipped_train = load_split(plan, "train", decode_progress)
-    val, skipped_val = load_split(plan, "val", decode_progress)
+    try:
+        train, skipped_train = load_split(plan, "train", decode_progress)
+        val, skipped_val = load_split(plan, "val", decode_progress)
+    except BaseException:  # Ctrl-C while decoding: let orbax's threads finish first
+        checkpoints.close()
+        raise
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
     steps = -(-len(train) // cfg.train.batch_size)

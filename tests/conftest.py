@@ -16,6 +16,20 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TINY = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "8"]
 
 
+def pytest_configure(config):
+    """Keep cnn's caches (XLA flag check, jax compilation cache) out of the user's home."""
+    import tempfile
+
+    config._cnn_cache = tempfile.TemporaryDirectory(prefix="cnn-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config._cnn_cache.name
+
+
+def pytest_unconfigure(config):
+    cache = getattr(config, "_cnn_cache", None)
+    if cache is not None:
+        cache.cleanup()
+
+
 def shared_data(name: str) -> Path:
     """Path to a dataset under ../shared/data, or skip the test with the reason."""
     path = Path(os.environ.get("CNN_SHARED_DATA", SHARED_DATA)) / name

@@ -157,6 +157,9 @@ class _DeadPool:
     def __exit__(self, *exc):
         return False
 
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
     def submit(self, *args, **kwargs):
         future = Future()
         future.set_exception(BrokenProcessPool("worker died"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import re
 from contextlib import contextmanager
 
 import typer
@@ -36,14 +38,44 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, DatasetError, BundleError, FileNotFoundError)
 
 
+# The disk, not the input, is the problem: full, over quota, read-only, or no permission.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def disk_error(exc: BaseException) -> str | None:
+    """A one-line message when exc (or its cause) is a full or read-only disk, else None."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+            where = f"{exc.filename}: " if exc.filename else ""
+            hint = "; free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+            return f"{where}cannot write ({exc.strerror}){hint}"
+        # Orbax reports tensorstore write failures as a ValueError that quotes the OS error.
+        text = str(exc)
+        for reason in ("No space left on device", "Read-only file system", "Permission denied"):
+            if reason in text:
+                found = re.search(r'local file "([^"]+)"', text)
+                where = f"{found.group(1)}: " if found else ""
+                return f"{where}cannot write ({reason})"
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextmanager
 def handled_errors():
-    """Turn user errors raised inside a command into one red line and exit code 2."""
+    """Turn user errors raised inside a command into one red line and exit code 2.
+
+    A full or read-only disk met mid-command is one red line too, with exit code 1.
+    """
     try:
         yield
     except typer.Exit:
         raise
     except Exception as exc:
-        if DebugState.debug or not isinstance(exc, _user_errors()):
+        if DebugState.debug:
             raise
-        raise fail(str(exc)) from None
+        if isinstance(exc, _user_errors()):
+            raise fail(str(exc)) from None
+        message = disk_error(exc)
+        if message is None:
+            raise
+        raise fail(message, 1) from None

@@ -355,11 +355,11 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
             outcome = execute_run(plan, guarded, guarded.on_decode)
         if not console.is_terminal:
             console.line()
-    except TrainingDiverged as exc:
-        raise fail(f"{exc} ({plan.run_dir})", 1) from None
-    except KeyboardInterrupt:
+    except (TrainingDiverged, KeyboardInterrupt) as exc:
         if not console.is_terminal:
-            console.line()
+            console.line()  # end the training table's last line
+        if isinstance(exc, TrainingDiverged):
+            raise fail(f"{exc} ({plan.run_dir})", 1) from None
         console.print(
             f"[yellow]interrupted; finished epochs are checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]"
         )

@@ -7,13 +7,16 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +79,34 @@ def _decode_chunk(
     return out, reasons
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # Never fork: the parent may already run JAX threads, and forking those can deadlock.
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A worker-process pool that never forks this process (forkserver, or spawn)."""
+    # Forking a parent that already runs JAX threads can deadlock.
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(workers, mp_context=context)
+
+
+def submit_all(pool: ProcessPoolExecutor, fn: Callable, jobs: dict[Any, tuple]) -> dict[Any, Any]:
+    """pool.submit(fn, *args) for each key -> args; returns {future: key}.
+
+    Workers start during these submits. A Ctrl-C meanwhile is held back until all are
+    submitted (a pool half-started when the parent exits makes its workers print
+    tracebacks), and the workers inherit a signal mask that keeps SIGINT from them for
+    good: only the parent reacts, cancelling what is queued.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {pool.submit(fn, *args): key for key, args in jobs.items()}
+    held: list[int] = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return {pool.submit(fn, *args): key for key, args in jobs.items()}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler)
+        if held:
+            raise KeyboardInterrupt
 
 
 def _decode_into(
@@ -107,19 +134,19 @@ def _decode_into(
     size = 1 if serial else max(8, min(256, -(-n // (workers * 4))))
     pending = set(range(0, n, size))
     if not serial:
+        pool = process_pool(min(workers, len(pending)))
         try:
-            with ProcessPoolExecutor(
-                min(workers, len(pending)), mp_context=_pool_context()
-            ) as pool:
-                futures = {
-                    pool.submit(
-                        _decode_chunk, str(root), relpaths[s : s + size], image_size, channels
-                    ): s
-                    for s in sorted(pending)
-                }
-                for future in as_completed(futures):
-                    store(futures[future], *future.result())
-                    pending.discard(futures[future])
+            jobs = {
+                s: (str(root), relpaths[s : s + size], image_size, channels)
+                for s in sorted(pending)
+            }
+            futures = submit_all(pool, _decode_chunk, jobs)
+            for future in as_completed(futures):
+                # Pop: a finished future holds its block, and all blocks together are the
+                # whole dataset a second time.
+                start = futures.pop(future)
+                store(start, *future.result())
+                pending.discard(start)
         except BrokenProcessPool:
             # A worker died: often a script that starts work on import, without an
             # `if __name__ == "__main__":` guard. Finish in this process instead.
@@ -128,6 +155,9 @@ def _decode_into(
                 RuntimeWarning,
                 stacklevel=3,
             )
+        finally:
+            # On Ctrl-C, drop the queued chunks instead of decoding them all first.
+            pool.shutdown(wait=True, cancel_futures=True)
     for start in sorted(pending):
         store(
             start, *_decode_chunk(str(root), relpaths[start : start + size], image_size, channels)
@@ -195,6 +225,24 @@ def _anonymous_memmap(shape: tuple[int, ...]) -> np.ndarray:
     if os.name == "posix":
         shutil.rmtree(folder, ignore_errors=True)
     return images
+
+
+def select_rows(images: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """images[keep] without loading a memory-mapped array into RAM.
+
+    Fancy indexing a memmap returns an in-memory copy of every kept row; over the memory
+    budget the rows are copied in blocks into a temporary memmap instead.
+    """
+    keep = np.asarray(keep, bool)
+    if keep.all():
+        return images
+    if not isinstance(images, np.memmap):
+        return images[keep]
+    rows = np.flatnonzero(keep)
+    out = _anonymous_memmap((len(rows), *images.shape[1:]))
+    for start in range(0, len(rows), 256):
+        out[start : start + 256] = images[rows[start : start + 256]]
+    return out
 
 
 def load_images(

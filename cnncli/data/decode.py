@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -40,10 +41,14 @@ def open_image(
     """
     path = Path(path)
     try:
-        nbytes = path.stat().st_size
+        info = path.stat()
     except OSError as exc:
         raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
-    if nbytes == 0:
+    if stat.S_ISDIR(info.st_mode):
+        raise DecodeError(path, "is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):  # opening a pipe or device can block forever
+        raise DecodeError(path, "not a regular file (a pipe or device?)")
+    if info.st_size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
     try:
         with path.open("rb") as fh, warnings.catch_warnings():
