@@ -222,6 +222,7 @@ def evaluate_items(
     items: list[tuple[str, int]],
     *,
     batch_size: int = 64,
+    tta: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ):
     """Run the bundle over labelled (relative path, class index) items.
@@ -229,7 +230,7 @@ def evaluate_items(
     Returns (log_probs (N, C), labels (N,), paths, skipped) for the images that decoded.
     """
     paths = [str(root / rel) for rel, _ in items]
-    preds = predict_paths(bundle, paths, batch_size=batch_size, progress=progress)
+    preds = predict_paths(bundle, paths, batch_size=batch_size, tta=tta, progress=progress)
     label_of_path = {str(root / rel): label for rel, label in items}
     good = [p for p in preds if p.error is None]
     skipped = [(p.path, p.error) for p in preds if p.error is not None]

@@ -27,7 +27,9 @@ def trained(tmp_path_factory):
     data = base / "photos"
     make_class_tree(data, {"blue": 12, "green": 12, "red": 12}, size=16)
     run = base / "run"
-    result = CliRunner().invoke(app, ["train", str(data), "--out", str(run), "--epochs", "4", "--lr", "0.003", *TINY])
+    result = CliRunner().invoke(
+        app, ["train", str(data), "--out", str(run), "--epochs", "4", "--lr", "0.003", *TINY]
+    )
     assert result.exit_code == 0, result.output
     return data, run
 
@@ -39,9 +41,17 @@ def _json_lines(text: str) -> list[dict]:
 def test_predict_files_folder_and_glob_agree(runner, trained):
     data, run = trained
     files = sorted(str(p) for p in (data / "red").iterdir())
-    by_file = _json_lines(runner.invoke(app, ["predict", *files, "--model", str(run), "--json"]).stdout)
-    by_dir = _json_lines(runner.invoke(app, ["predict", str(data / "red"), "--model", str(run), "--json"]).stdout)
-    by_glob = _json_lines(runner.invoke(app, ["predict", str(data / "red" / "*"), "--model", str(run), "--json"]).stdout)
+    by_file = _json_lines(
+        runner.invoke(app, ["predict", *files, "--model", str(run), "--json"]).stdout
+    )
+    by_dir = _json_lines(
+        runner.invoke(app, ["predict", str(data / "red"), "--model", str(run), "--json"]).stdout
+    )
+    by_glob = _json_lines(
+        runner.invoke(
+            app, ["predict", str(data / "red" / "*"), "--model", str(run), "--json"]
+        ).stdout
+    )
     key = lambda rows: sorted((r["path"], r["label"], round(r["confidence"], 6)) for r in rows)  # noqa: E731
     assert len(by_file) == 12
     assert key(by_file) == key(by_dir) == key(by_glob)
@@ -51,10 +61,16 @@ def test_predict_files_folder_and_glob_agree(runner, trained):
 def test_csv_json_and_table_hold_the_same_labels(runner, trained, tmp_path):
     data, run = trained
     out_csv = tmp_path / "p.csv"
-    table = runner.invoke(app, ["predict", str(data), "--model", str(run), "--csv", str(out_csv), "--top-k", "2"])
+    table = runner.invoke(
+        app, ["predict", str(data), "--model", str(run), "--csv", str(out_csv), "--top-k", "2"]
+    )
     assert table.exit_code == 0, table.output
     rows = list(csv.DictReader(out_csv.open()))
-    js = _json_lines(runner.invoke(app, ["predict", str(data), "--model", str(run), "--json", "--top-k", "2"]).stdout)
+    js = _json_lines(
+        runner.invoke(
+            app, ["predict", str(data), "--model", str(run), "--json", "--top-k", "2"]
+        ).stdout
+    )
     assert [r["label"] for r in rows] == [r["label"] for r in js]
     assert len(rows) == 36 and all(len(r["top_k"]) == 2 for r in js)
     for r in js[:5]:
@@ -63,9 +79,18 @@ def test_csv_json_and_table_hold_the_same_labels(runner, trained, tmp_path):
 
 def test_threshold_gives_unknown(runner, trained):
     data, run = trained
-    rows = _json_lines(runner.invoke(app, ["predict", str(data / "blue"), "--model", str(run), "--json", "--threshold", "1.0"]).stdout)
+    rows = _json_lines(
+        runner.invoke(
+            app,
+            ["predict", str(data / "blue"), "--model", str(run), "--json", "--threshold", "1.0"],
+        ).stdout
+    )
     assert rows and all(r["label"] == "unknown" for r in rows if r["confidence"] < 1.0)
-    rows = _json_lines(runner.invoke(app, ["predict", str(data / "blue"), "--model", str(run), "--json", "--threshold", "0"]).stdout)
+    rows = _json_lines(
+        runner.invoke(
+            app, ["predict", str(data / "blue"), "--model", str(run), "--json", "--threshold", "0"]
+        ).stdout
+    )
     assert all(r["label"] != "unknown" for r in rows)
 
 
@@ -74,7 +99,9 @@ def test_corrupt_input_exit_1_and_others_predicted(runner, trained, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("this is text")
     good = sorted((data / "green").iterdir())[:3]
-    result = runner.invoke(app, ["predict", str(bad), *map(str, good), "--model", str(run), "--json"])
+    result = runner.invoke(
+        app, ["predict", str(bad), *map(str, good), "--model", str(run), "--json"]
+    )
     assert result.exit_code == 1
     rows = _json_lines(result.stdout)
     assert [r["path"] for r in rows] == [str(bad), *map(str, good)]
@@ -84,8 +111,13 @@ def test_corrupt_input_exit_1_and_others_predicted(runner, trained, tmp_path):
 
 def test_usage_errors_exit_2(runner, trained, tmp_path):
     _, run = trained
-    assert runner.invoke(app, ["predict", "x.jpg", "--model", str(tmp_path / "nope")]).exit_code == 2
-    assert runner.invoke(app, ["predict", "x.jpg", "--model", str(run), "--threshold", "2"]).exit_code == 2
+    assert (
+        runner.invoke(app, ["predict", "x.jpg", "--model", str(tmp_path / "nope")]).exit_code == 2
+    )
+    assert (
+        runner.invoke(app, ["predict", "x.jpg", "--model", str(run), "--threshold", "2"]).exit_code
+        == 2
+    )
 
 
 def test_sort_into_copies_never_overwrites(runner, trained, tmp_path):
@@ -93,7 +125,9 @@ def test_sort_into_copies_never_overwrites(runner, trained, tmp_path):
     dest = tmp_path / "sorted"
     files = sorted(str(p) for p in (data / "red").iterdir())[:4]
     for _ in range(2):
-        result = runner.invoke(app, ["predict", *files, "--model", str(run), "--sort-into", str(dest)])
+        result = runner.invoke(
+            app, ["predict", *files, "--model", str(run), "--sort-into", str(dest)]
+        )
         assert result.exit_code == 0, result.output
     copied = sorted(p for p in dest.rglob("*") if p.is_file())
     assert len(copied) == 8  # second run added suffixed copies, replaced nothing
@@ -109,7 +143,9 @@ def test_hostile_class_name_cannot_escape_sort_dir(runner, trained, tmp_path):
     (evil / "model.json").write_text(json.dumps(meta))
     (evil / "weights.safetensors").write_bytes((run / "model" / "weights.safetensors").read_bytes())
     dest = tmp_path / "box" / "sorted"
-    files = [str(p) for p in sorted((data / "red").iterdir())[:3] + sorted((data / "blue").iterdir())[:3]]
+    files = [
+        str(p) for p in sorted((data / "red").iterdir())[:3] + sorted((data / "blue").iterdir())[:3]
+    ]
     result = runner.invoke(app, ["predict", *files, "--model", str(evil), "--sort-into", str(dest)])
     assert result.exit_code == 0, result.output
     for p in (tmp_path / "box").rglob("*"):
@@ -125,7 +161,9 @@ def test_eval_matches_predict_argmax_and_writes_files(runner, trained, tmp_path)
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     for name in ("metrics.json", "misclassified.csv", "confusion_matrix.png"):
         assert (out / name).is_file()
-    rows = _json_lines(runner.invoke(app, ["predict", str(data), "--model", str(run), "--json"]).stdout)
+    rows = _json_lines(
+        runner.invoke(app, ["predict", str(data), "--model", str(run), "--json"]).stdout
+    )
     classes = metrics["classes"]
     pred_conf = np.zeros((3, 3), int)
     for r in rows:
@@ -136,12 +174,29 @@ def test_eval_matches_predict_argmax_and_writes_files(runner, trained, tmp_path)
     assert len(wrong) == 36 - np.trace(pred_conf)
 
 
+def test_eval_tta_averages_flips(runner, trained, tmp_path):
+    data, run = trained
+    plain = runner.invoke(
+        app, ["eval", str(run), str(data), "--out", str(tmp_path / "a"), "--json"]
+    )
+    tta = runner.invoke(
+        app, ["eval", str(run), str(data), "--out", str(tmp_path / "b"), "--json", "--tta"]
+    )
+    assert plain.exit_code == tta.exit_code == 0, tta.output
+    m_plain = json.loads(plain.stdout.strip().splitlines()[-1])
+    m_tta = json.loads(tta.stdout.strip().splitlines()[-1])
+    assert m_plain["n"] == m_tta["n"] == 36
+    assert m_plain["loss"] != m_tta["loss"]  # flipped copies changed the probabilities
+
+
 def test_eval_without_dir_uses_run_val_split(runner, trained):
     _, run = trained
     result = runner.invoke(app, ["eval", str(run), "--json"])
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
-    val_rows = [line for line in (run / "split.csv").read_text().splitlines() if line.startswith("val,")]
+    val_rows = [
+        line for line in (run / "split.csv").read_text().splitlines() if line.startswith("val,")
+    ]
     assert metrics["n"] == len(val_rows) > 0
     assert (run / "eval" / "metrics.json").is_file()
 

@@ -70,6 +70,9 @@ def eval_(
         ),
     ] = None,
     batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
+    tta: Annotated[
+        bool, Opt("--tta", help="Average over the image and its horizontal flip (as predict --tta).")
+    ] = False,
     json_out: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -103,6 +106,7 @@ def eval_(
                 root,
                 items,
                 batch_size=batch_size,
+                tta=tta,
                 progress=lambda done, total: progress.update(task, completed=done),
             )
         for path, reason in skipped:
