@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnncli.config import ModelConfig
-from cnncli.network import forward, max_pool, normalize
+from cnncli.network import forward, head, max_pool, normalize
 
 
 @dataclass
@@ -36,17 +36,14 @@ def head_from_last_conv(
 ) -> jax.Array:
     """Logits from the last conv block's post-ReLU map: its pool, flatten/GAP, dense, logits.
 
-    Mirrors the tail of network.forward at inference (dropout off); a test checks that
+    The last block's pooling, then network.head (dropout off); a test checks that
     head_from_last_conv(features[-1]) equals forward's logits.
     """
     block = cfg.conv[-1]
     x = features
     if block.pool > 1:
         x = max_pool(x, block.pool, block.pool_stride or block.pool)
-    x = x.mean(axis=(1, 2)) if cfg.global_pool else x.reshape(x.shape[0], -1)
-    for j in range(1, len(cfg.dense) + 1):
-        x = jax.nn.relu(x @ params[f"dense{j}/kernel"] + params[f"dense{j}/bias"])
-    return x @ params["logits/kernel"] + params["logits/bias"]
+    return head(params, cfg, x)
 
 
 def normalize_map(values: jax.Array) -> jax.Array:

@@ -120,13 +120,26 @@ def forward(
         features.append(x)
         if block.pool > 1:
             x = max_pool(x, block.pool, block.pool_stride or block.pool)
+    logits = head(params, cfg, x, train=train, key=key)
+    if return_features:
+        return logits, new_stats, features
+    return logits, new_stats
+
+
+def head(
+    params: dict[str, jax.Array],
+    cfg: ModelConfig,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """The classifier after the conv stack: flatten (or global average pool), dense + ReLU
+    (+ dropout when training), logits."""
     x = x.mean(axis=(1, 2)) if cfg.global_pool else x.reshape(x.shape[0], -1)
     for j in range(1, len(cfg.dense) + 1):
         x = jax.nn.relu(x @ params[f"dense{j}/kernel"] + params[f"dense{j}/bias"])
         if train and cfg.dropout > 0:
             key, sub = jax.random.split(key)
             x = _dropout(x, cfg.dropout, sub)
-    logits = x @ params["logits/kernel"] + params["logits/bias"]
-    if return_features:
-        return logits, new_stats, features
-    return logits, new_stats
+    return x @ params["logits/kernel"] + params["logits/bias"]
