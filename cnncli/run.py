@@ -178,13 +178,18 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     classes = plan.dataset.classes
     checkpoints = TrainCheckpoints(run_dir / "checkpoints")
     latest = checkpoints.latest_epoch()
+    # The optimizer state's structure does not depend on the schedule, so one fresh state
+    # serves both as the restore template and as the start of a new run.
+    state = _fresh_state(cfg, len(classes), 1)
+    history: list[EpochRow] = []
     if latest is not None:
-        _, meta = checkpoints.restore(latest, _fresh_state(cfg, len(classes), 1))
+        state, meta = checkpoints.restore(latest, state)
+        history = [EpochRow(**r) for r in meta["history"]]
         if latest >= cfg.train.epochs or meta.get("stopped", "").startswith("no val"):
             checkpoints.close()
-            history = meta["history"]
-            best = max(history, key=lambda r: r["val_acc"])
-            return RunOutcome(True, history, meta["best_epoch"], best["val_acc"], [], 0, 0)
+            rows = meta["history"]
+            best = max(rows, key=lambda r: r["val_acc"])
+            return RunOutcome(True, rows, meta["best_epoch"], best["val_acc"], [], 0, 0)
 
     try:
         train, skipped_train = load_split(plan, "train", decode_progress)
@@ -194,12 +199,6 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         raise
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
-    steps = -(-len(train) // cfg.train.batch_size)
-    state = _fresh_state(cfg, len(classes), steps)
-    history: list[EpochRow] = []
-    if latest is not None:
-        state, meta = checkpoints.restore(latest, state)
-        history = [EpochRow(**r) for r in meta["history"]]
 
     def save_best(host_state, row):
         extra = {"epoch": row.epoch, "val_acc": row.val_acc}

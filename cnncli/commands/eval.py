@@ -71,7 +71,8 @@ def eval_(
     ] = None,
     batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
     tta: Annotated[
-        bool, Opt("--tta", help="Average over the image and its horizontal flip (as predict --tta).")
+        bool,
+        Opt("--tta", help="Average over the image and its horizontal flip (as predict --tta)."),
     ] = False,
     json_out: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,

@@ -112,7 +112,7 @@ def summary(
     with handled_errors():
         from rich.markup import escape
 
-        from cnncli.commands.train import _int_list, _model_overrides
+        from cnncli.commands.common import int_list, model_overrides
         from cnncli.config import merge_overrides, model_preset
         from cnncli.report import layer_inputs, layers_table, make_console
         from cnncli.shapes import layer_table
@@ -125,13 +125,13 @@ def summary(
         overrides = {
             "data.image_size": image_size,
             "data.channels": channels,
-            "model.dense": _int_list(dense, "--dense"),
+            "model.dense": int_list(dense, "--dense"),
             "model.dropout": dropout,
             "model.global_pool": global_pool,
         }
         if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
-            overrides["model.conv"] = _model_overrides(
-                cfg, _int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
+            overrides["model.conv"] = model_overrides(
+                cfg, int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
             )
         cfg = merge_overrides(cfg, overrides)
         classes = num_classes or saved_classes or DEFAULT_NUM_CLASSES

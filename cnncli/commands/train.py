@@ -7,44 +7,8 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import Opt, fail, handled_errors, int_list, model_overrides
 from cnncli.xla_env import configure_xla
-
-
-def _int_list(text: str | None, flag: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise fail(f"{flag} takes comma-separated integers, e.g. 32,64,128; got {text!r}") from None
-    return values
-
-
-def _model_overrides(cfg, filters, kernel, stride, padding, pool, batch_norm) -> list[dict]:
-    """Per-block conv settings from flags: a list applies to all blocks, count from --filters."""
-    from cnncli.config import to_dict
-
-    blocks = to_dict(cfg.model)["conv"]
-    if filters is not None:
-        template = blocks[-1] if blocks else {}
-        blocks = [
-            dict(blocks[i] if i < len(blocks) else template, filters=f)
-            for i, f in enumerate(filters)
-        ]
-    for key, value in (
-        ("kernel", kernel),
-        ("stride", stride),
-        ("padding", padding),
-        ("pool", pool),
-        ("batch_norm", batch_norm),
-    ):
-        if value is not None:
-            for b in blocks:
-                b[key] = value
-                if key == "pool":
-                    b["pool_stride"] = 0
-    return blocks
 
 
 def train(
@@ -236,7 +200,7 @@ def train(
                 "data.val_fraction": val_fraction,
                 "data.cache_memory": cache_memory,
                 "data.follow_symlinks": follow_symlinks,
-                "model.dense": _int_list(dense, "--dense"),
+                "model.dense": int_list(dense, "--dense"),
                 "model.dropout": dropout,
                 "model.global_pool": global_pool,
                 "train.epochs": epochs,
@@ -256,8 +220,8 @@ def train(
                 "train.devices": devices,
             }
             if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
-                overrides["model.conv"] = _model_overrides(
-                    cfg, _int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
+                overrides["model.conv"] = model_overrides(
+                    cfg, int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
                 )
             cfg = merge_overrides(cfg, overrides)
             if find_lr:
