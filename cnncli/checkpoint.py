@@ -52,12 +52,23 @@ class TrainCheckpoints:
             ]
         )
         self.directory = Path(directory).absolute()
+        # In a multi-process run only process 0 checkpoints (the state is replicated and it
+        # sends restored states to the others): tell orbax not to wait for the rest.
+        options: dict[str, Any] = {}
+        if jax.process_count() > 1:
+            self.directory.mkdir(parents=True, exist_ok=True)  # orbax will not, in this mode
+            me = jax.process_index()
+            options["multiprocessing_options"] = ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me}
+            )
+            options["create"] = False
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 preservation_policy=policy,
                 enable_async_checkpointing=False,
                 cleanup_tmp_directories=True,
+                **options,
             ),
             item_names=("state", "meta"),
         )

@@ -86,6 +86,9 @@ class TrainConfig:
     sampler: str = "shuffle"
     # Data-parallel over this many devices (0 = all visible); batch_size must divide evenly.
     devices: int = 1
+    # The data order in this many shards (0 = one per process). A process decodes only the
+    # shards it feeds; a one-process run with shards = N repeats an N-process run exactly.
+    shards: int = 0
 
 
 @dataclass
@@ -187,6 +190,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.class_weights in CLASS_WEIGHTS, f"train.class_weights must be one of {CLASS_WEIGHTS}")
     _check(t.sampler in SAMPLERS, f"train.sampler must be one of {SAMPLERS}")
     _check(t.devices >= 0, f"train.devices must be >= 0 (0 = all), got {t.devices}")
+    _check(t.shards >= 0, f"train.shards must be >= 0 (0 = one per process), got {t.shards}")
+    _check(
+        t.shards <= 1 or t.batch_size % t.shards == 0,
+        f"train.batch_size {t.batch_size} must be a multiple of train.shards {t.shards}",
+    )
     _check(
         t.devices <= 1 or t.batch_size % t.devices == 0,
         f"train.batch_size {t.batch_size} must be a multiple of train.devices {t.devices}",
@@ -282,6 +290,16 @@ def load_toml(path: str | Path) -> RunConfig:
         return from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def loads_toml(text: str, source: str = "config") -> RunConfig:
+    """TOML text (as dumps_toml writes it) -> validated RunConfig; `source` names it in errors."""
+    try:
+        return from_dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def dumps_toml(cfg: RunConfig) -> str:

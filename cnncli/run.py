@@ -14,8 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from cnncli.atomic import atomic_write_text
-from cnncli.config import RunConfig, load_toml, save_toml
-from cnncli.data.scan import Dataset, DatasetError, read_manifest, scan_dataset, write_manifest
+from cnncli.config import RunConfig, dumps_toml, load_toml, loads_toml, save_toml
+from cnncli.data.scan import (
+    Dataset,
+    DatasetError,
+    manifest_text,
+    parse_manifest,
+    read_manifest,
+    scan_dataset,
+    write_manifest,
+)
 from cnncli.shapes import LayerRow, layer_table
 
 CONFIG_FILE = "config.toml"
@@ -104,6 +112,26 @@ def plan_resume(run_dir: str | Path) -> RunPlan:
     return RunPlan(run_dir, cfg, dataset, layers, resume=True, info=info)
 
 
+def plan_message(plan: RunPlan) -> dict[str, Any]:
+    """What process 0 tells the other processes of a multi-process run about the plan."""
+    return {
+        "run_dir": str(plan.run_dir),
+        "config": dumps_toml(plan.cfg),
+        "manifest": manifest_text(plan.dataset),
+        "root": str(plan.dataset.root),
+        "resume": plan.resume,
+    }
+
+
+def plan_from_message(message: dict[str, Any]) -> RunPlan:
+    """The RunPlan of plan_message, on a process that writes nothing and may not see the
+    run folder (it needs only its shards of the data, at the same path)."""
+    cfg = loads_toml(message["config"], "config from process 0")
+    dataset = parse_manifest(message["manifest"], message["root"], "split from process 0")
+    layers = layer_table(cfg.model, cfg.data.image_size, cfg.data.channels, len(dataset.classes))
+    return RunPlan(Path(message["run_dir"]), cfg, dataset, layers, resume=message["resume"])
+
+
 def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
     """Rewrite metrics.csv (atomically) with one row per finished epoch."""
     buf = io.StringIO()
@@ -144,58 +172,79 @@ class RunOutcome:
     stopped: str = ""
 
 
-def load_split(plan: RunPlan, split: str, progress=None):
-    """Decode (or read from cache) one split's images; returns (SplitArrays, skipped)."""
+def load_split(plan: RunPlan, split: str, progress=None, shards=None):
+    """Decode (or read from cache) one split's images; returns (SplitArrays, skipped).
+
+    With `shards` (a DataShards), only the manifest rows of the shards this process feeds.
+    """
     import numpy as np
 
     from cnncli.data.cache import load_images, select_rows
-    from cnncli.train import SplitArrays
+    from cnncli.data.loader import DataShards, SplitArrays
 
+    shards = shards or DataShards()
     items = plan.dataset.splits.get(split, [])
+    rows = np.flatnonzero(shards.owns(np.arange(len(items))))
     d = plan.cfg.data
     loaded = load_images(
         plan.dataset.root,
-        [path for path, _ in items],
+        [items[r][0] for r in rows],
         d.image_size,
         d.channels,
         memory_budget_mb=d.cache_memory,
         cache_dir=plan.run_dir / "cache",
         progress=progress,
     )
-    labels = np.array([label for _, label in items], np.int32)
+    labels = np.array([items[r][1] for r in rows], np.int32)
     ok = np.asarray(loaded.ok, bool)
-    return SplitArrays(select_rows(loaded.images, ok), labels[ok]), list(loaded.skipped)
+    arrays = SplitArrays(select_rows(loaded.images, ok), labels[ok], rows[ok], len(items))
+    return arrays, list(loaded.skipped)
 
 
 def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutcome:
-    """Decode the data, build or restore the state, train, and keep model/ at the best epoch."""
+    """Decode the data, build or restore the state, train, and keep model/ at the best epoch.
+
+    In a multi-process run (cnncli.distributed) process 0 alone reads and writes the run
+    folder (checkpoints, model/, metrics, plots) and sends the restored state to the others;
+    every process decodes only the shards of the split it feeds.
+    """
+    from cnncli import distributed
     from cnncli.augment import make_augment, resolve_ops
     from cnncli.bundle import save_bundle
     from cnncli.checkpoint import TrainCheckpoints
+    from cnncli.data.loader import DataShards
     from cnncli.train import Callbacks, EpochRow, fit
 
     cfg, run_dir = plan.cfg, plan.run_dir
     classes = plan.dataset.classes
-    checkpoints = TrainCheckpoints(run_dir / "checkpoints")
-    latest = checkpoints.latest_epoch()
+    rank, processes = distributed.process_index(), distributed.process_count()
+    shards = DataShards.for_process(max(cfg.train.shards, 1), rank, processes)
+    checkpoints = TrainCheckpoints(run_dir / "checkpoints") if rank == 0 else None
     # The optimizer state's structure does not depend on the schedule, so one fresh state
     # serves both as the restore template and as the start of a new run.
     state = _fresh_state(cfg, len(classes), 1)
-    history: list[EpochRow] = []
+    latest, meta = None, {}
+    if checkpoints is not None:
+        latest = checkpoints.latest_epoch()
+        if latest is not None:
+            state, meta = checkpoints.restore(latest, state)
+    latest, meta = distributed.broadcast_json([latest, meta])
+    history = [EpochRow(**r) for r in meta.get("history", [])]
     if latest is not None:
-        state, meta = checkpoints.restore(latest, state)
-        history = [EpochRow(**r) for r in meta["history"]]
+        state = distributed.broadcast_tree(state)
         if latest >= cfg.train.epochs or meta.get("stopped", "").startswith("no val"):
-            checkpoints.close()
+            if checkpoints is not None:
+                checkpoints.close()
             rows = meta["history"]
             best = max(rows, key=lambda r: r["val_acc"])
             return RunOutcome(True, rows, meta["best_epoch"], best["val_acc"], [], 0, 0)
 
     try:
-        train, skipped_train = load_split(plan, "train", decode_progress)
-        val, skipped_val = load_split(plan, "val", decode_progress)
+        train, skipped_train = load_split(plan, "train", decode_progress, shards)
+        val, skipped_val = load_split(plan, "val", decode_progress, shards)
     except BaseException:  # Ctrl-C while decoding: let orbax's threads finish first
-        checkpoints.close()
+        if checkpoints is not None:
+            checkpoints.close()
         raise
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
@@ -208,9 +257,13 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
 
     ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
     augment_fn = make_augment(ops) if ops else None
-    if latest is None:
+    if latest is None and rank == 0:
         write_samples(run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed)
-    recorder = _MetricsRecorder(run_dir, callbacks or Callbacks(), history)
+    recorder = (
+        _MetricsRecorder(run_dir, callbacks or Callbacks(), history)
+        if rank == 0
+        else callbacks or Callbacks()
+    )
     try:
         result = fit(
             cfg,
@@ -220,14 +273,17 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             checkpoints,
             start_epoch=latest or 0,
             history=history,
-            on_improved=save_best,
+            on_improved=save_best if rank == 0 else None,
             augment_fn=augment_fn,
             callbacks=recorder,
             num_classes=len(classes),
+            shards=shards,
         )
     finally:
-        checkpoints.close()
-        recorder.plot()
+        if checkpoints is not None:
+            checkpoints.close()
+        if rank == 0:
+            recorder.plot()
     outcome = RunOutcome(
         False,
         [r.as_dict() for r in result.history],

@@ -13,9 +13,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cnncli import network
+from cnncli import distributed, network
 from cnncli.config import RunConfig, TrainConfig
-from cnncli.data.loader import Placement, SplitArrays, epoch_order, gather, padded_batches
+from cnncli.data.loader import (
+    DataShards,
+    Placement,
+    SplitArrays,
+    epoch_batches,
+    epoch_order,  # noqa: F401 (re-exported for run.py and tests)
+    gather,
+    padded_batches,
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -92,8 +100,14 @@ def make_optimizer(
 
 def class_weights_for(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights N / (C * n_c), so every class carries the same total weight."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+    return class_weights_from_counts(np.bincount(labels, minlength=num_classes))
+
+
+def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
+    """class_weights_for from per-class image counts (e.g. summed over processes)."""
+    counts = np.asarray(counts, np.float64)
+    num_classes = len(counts)
+    weights = counts.sum() / (num_classes * np.maximum(counts, 1.0))
     return np.where(counts > 0, weights, 0.0).astype(np.float32)
 
 
@@ -193,9 +207,38 @@ def evaluate_split(
 # ---------------------------------------------------------------------------- fit
 
 
+def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Placement):
+    """(val loss, val accuracy); over several processes, each scores its shards and the
+    sums are added up."""
+    if placement.processes == 1:
+        return evaluate_split(eval_step, state, val, batch_size, placement)
+    local = jax.device_put(to_numpy(state), jax.local_devices()[0])
+    sums = np.zeros(3)
+    if len(val):
+        logits = predict_logits(eval_step, local, val.images, batch_size)
+        log_probs = np.asarray(logits - jax.scipy.special.logsumexp(logits, -1, keepdims=True))
+        labels = val.labels.astype(np.int64)
+        sums[:] = (
+            -log_probs[np.arange(len(labels)), labels].astype(np.float64).sum(),
+            float(np.sum(logits.argmax(-1) == labels)),
+            len(labels),
+        )
+    loss_sum, correct, count = distributed.sum_over_processes(sums)
+    if count == 0:
+        return float("nan"), float("nan")
+    return float(loss_sum / count), float(correct / count)
+
+
 def to_numpy(tree: Any) -> Any:
-    """Device arrays -> numpy (for saving)."""
-    return jax.tree_util.tree_map(np.asarray, tree)
+    """Device arrays -> numpy (for saving). Replicated arrays that span other processes'
+    devices are read from this process's own copy."""
+    return jax.tree_util.tree_map(_host_copy, tree)
+
+
+def _host_copy(x: Any) -> np.ndarray:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
 
 
 def fit(
@@ -211,25 +254,32 @@ def fit(
     augment_fn: Callable | None = None,
     callbacks: Callbacks | None = None,
     num_classes: int | None = None,
+    shards: DataShards | None = None,
 ) -> FitResult:
     """Train from `start_epoch` to cfg.train.epochs, checkpointing after every epoch.
 
     init_state = {"params", "stats", "opt"} (fresh or restored). The data order, dropout and
     augmentation keys are pure functions of (seed, epoch, step), so a resumed run repeats an
     uninterrupted one exactly. Stops early on --patience or --time-limit (at an epoch end).
+
+    In a multi-process run, `train` and `val` hold this process's shards; `checkpoints` and
+    `on_improved` are None except on process 0, which also decides when to stop.
     """
     t = cfg.train
     cb = callbacks or Callbacks()
-    steps = math.ceil(len(train) / t.batch_size)
+    shards = shards or DataShards()
+    steps = shards.steps(train, t.batch_size)
     schedule = make_schedule(t, steps)
     weights = None
     if t.class_weights == "auto":
-        weights = class_weights_for(train.labels, num_classes or int(train.labels.max()) + 1)
+        classes = num_classes or int(train.labels.max()) + 1
+        counts = distributed.sum_over_processes(np.bincount(train.labels, minlength=classes))
+        weights = class_weights_from_counts(counts)
     train_step, eval_step = make_steps(cfg, make_optimizer(t, steps), augment_fn, weights)
     placement = Placement(t.devices)
     if t.batch_size % placement.count:
         raise ValueError(
-            f"--batch-size {t.batch_size} must be a multiple of --devices {placement.count}"
+            f"--batch-size {t.batch_size} must be a multiple of the {placement.count} devices"
         )
     state = placement.state(init_state)
     result = FitResult(history=list(history or []))
@@ -241,19 +291,19 @@ def fit(
     for epoch in range(start_epoch + 1, t.epochs + 1):
         cb.on_epoch_start(epoch, t.epochs, steps)
         started = time.perf_counter()
-        order = epoch_order(train.labels, t.seed, epoch, t.sampler == "balanced")
+        batches = epoch_batches(train, t.seed, epoch, t.batch_size, shards, t.sampler == "balanced")
         state, (loss_sum, correct, count) = _train_epoch(
             train_step,
             state,
             train,
-            order,
+            batches,
+            steps,
             jax.random.fold_in(base_key, epoch),
             epoch,
-            t,
             cb,
             placement,
         )
-        val_loss, val_acc = evaluate_split(eval_step, state, val, t.batch_size, placement)
+        val_loss, val_acc = _validate(eval_step, state, val, t.batch_size, placement)
         row = EpochRow(
             epoch,
             loss_sum / max(count, 1.0),
@@ -266,7 +316,9 @@ def fit(
         improved = result.best_epoch == 0 or val_acc > result.best_val_acc
         if improved:
             result.best_epoch, result.best_val_acc = epoch, val_acc
-        result.stopped_early = _stop_reason(t, epoch, result.best_epoch, session_start, started)
+        result.stopped_early = distributed.broadcast_json(
+            _stop_reason(t, epoch, result.best_epoch, session_start, started)
+        )
         host_state = to_numpy(state)
         # Never checkpoint (or save as model/) weights that overflowed in the last step.
         leaves = jax.tree_util.tree_leaves(host_state["params"])
@@ -287,7 +339,8 @@ def fit(
         if improved and on_improved is not None:
             on_improved(host_state, row)
         cb.on_epoch_end(row, time.perf_counter() - started, improved)
-        checkpoints.save(epoch, host_state, meta, val_acc if not math.isnan(val_acc) else 0.0)
+        if checkpoints is not None:
+            checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(val_acc) else val_acc)
         if result.stopped_early:
             break
     final = to_numpy(state)
@@ -310,13 +363,14 @@ def _stop_reason(
     return ""
 
 
-def _train_epoch(train_step, state, train: SplitArrays, order, epoch_key, epoch, t, cb, placement):
-    """One pass over `order`; returns (state, (loss_sum, correct, count))."""
-    steps = math.ceil(len(order) / t.batch_size)
+def _train_epoch(
+    train_step, state, train: SplitArrays, batches, steps, epoch_key, epoch, cb, placement
+):
+    """One pass over `batches`; returns (state, (loss_sum, correct, count)) of the global batches."""
     totals = (0.0, 0.0, 0.0)
     started = time.perf_counter()
     pending = None
-    for step, (idx, mask) in enumerate(padded_batches(order, t.batch_size)):
+    for step, (idx, mask) in enumerate(batches):
         images, labels = gather(train, idx)
         key = jax.random.fold_in(epoch_key, step)
         state, metrics = train_step(state, *placement.batch(images, labels, mask), key)
@@ -329,7 +383,7 @@ def _train_epoch(train_step, state, train: SplitArrays, order, epoch_key, epoch,
 
 
 def _accumulate(metrics, loss_sum, correct, count, epoch, step, cb, steps, started):
-    batch_loss, batch_correct, batch_count = (float(v) for v in metrics)
+    batch_loss, batch_correct, batch_count = (float(_host_copy(v)) for v in metrics)
     if not math.isfinite(batch_loss):
         raise TrainingDiverged(
             f"loss became {batch_loss} at epoch {epoch}, step {step}; "

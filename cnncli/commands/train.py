@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -158,6 +159,29 @@ def train(
             help="Data-parallel over N devices (0 = all visible); on a CPU, N host devices (default: 1).",
         ),
     ] = None,
+    shards: Annotated[
+        int | None,
+        Opt(
+            "--shards",
+            help="Split the data order into N shards (default: one per process); one process with --shards N repeats an N-process run.",
+        ),
+    ] = None,
+    coordinator: Annotated[
+        str | None,
+        Opt(
+            "--coordinator",
+            envvar="CNN_COORDINATOR",
+            help="Multi-host: HOST:PORT of process 0, or auto (SLURM, Open MPI, Cloud TPU...).",
+        ),
+    ] = None,
+    num_processes: Annotated[
+        int | None,
+        Opt("--num-processes", envvar="CNN_NUM_PROCESSES", help="Multi-host: processes in all."),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        Opt("--process-id", envvar="CNN_PROCESS_ID", help="Multi-host: this process, 0..N-1."),
+    ] = None,
     find_lr: Annotated[
         bool,
         Opt(
@@ -172,28 +196,24 @@ def train(
 ) -> None:
     """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val)."""
     configure_xla()
-    with handled_errors():
-        from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset
+    with _leave_cluster_on_error(), handled_errors():
+        from cnncli.distributed import resolve_cluster
         from cnncli.report import make_console
-        from cnncli.run import plan_new_run, plan_resume
 
-        console = make_console(to_stderr=json_out, quiet=quiet)
+        cluster = resolve_cluster(coordinator, num_processes, process_id)
+        if cluster is not None and find_lr:
+            raise fail("--find-lr runs in one process; drop --coordinator/--num-processes")
+        conv = overrides = None
         if resume is not None:
             if data_dir is not None or config is not None:
                 raise fail(
                     "--resume takes its data and config from the run folder; drop DATA_DIR/--config"
                 )
-            plan = plan_resume(resume)
         else:
             if data_dir is None:
                 raise fail(
                     "missing DATA_DIR (a folder of class subfolders), or use --resume RUN_DIR"
                 )
-            cfg = load_toml(config) if config else RunConfig()
-            if model is not None:
-                cfg.model = model_preset(model)
-            if augment is not None:
-                cfg = _with_augment(cfg, augment)
             overrides = {
                 "data.image_size": image_size,
                 "data.channels": channels,
@@ -218,18 +238,123 @@ def train(
                 "train.class_weights": class_weights,
                 "train.sampler": sampler,
                 "train.devices": devices,
+                "train.shards": shards,
             }
-            if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
-                overrides["model.conv"] = model_overrides(
-                    cfg, int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
-                )
-            cfg = merge_overrides(cfg, overrides)
-            if find_lr:
-                _find_lr(data_dir, cfg, out, console, json_out)
-                return
-            plan = plan_new_run(data_dir, cfg, out)
+            conv = (filters, kernel, stride, padding, pool, batch_norm)
+        rank, processes = _join(cluster)
+        console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
+        if find_lr:
+            cfg = _new_config(config, model, augment, overrides, conv, processes)
+            _find_lr(data_dir, cfg, out, console, json_out)
+            return
+
+        def make_plan():
+            return _plan(data_dir, config, out, resume, model, augment, overrides, conv, processes)
+
+        plan = make_plan() if cluster is None else _plan_across_processes(make_plan, rank)
         _request_host_devices(plan.cfg.train.devices)
-        _run_training(plan, console, json_out, quiet)
+        _run_training(plan, console, json_out, quiet, rank)
+
+
+def _new_config(config, model, augment, overrides, conv, processes):
+    """The RunConfig of a new run: --config file (or defaults), preset, then the flags."""
+    from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset
+
+    cfg = load_toml(config) if config else RunConfig()
+    if model is not None:
+        cfg.model = model_preset(model)
+    if augment is not None:
+        cfg = _with_augment(cfg, augment)
+    overrides = dict(overrides)
+    filters, kernel, stride, padding, pool, batch_norm = conv
+    if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
+        overrides["model.conv"] = model_overrides(
+            cfg, int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
+        )
+    if processes > 1 and overrides.get("train.shards") is None and cfg.train.shards == 0:
+        overrides["train.shards"] = processes  # recorded, so a resume keeps the data order
+    return merge_overrides(cfg, overrides)
+
+
+def _plan(data_dir, config, out, resume, model, augment, overrides, conv, processes):
+    """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
+    from cnncli.run import plan_new_run, plan_resume
+
+    if resume is not None:
+        return plan_resume(resume)
+    cfg = _new_config(config, model, augment, overrides, conv, processes)
+    return plan_new_run(data_dir, cfg, out)
+
+
+def _join(cluster) -> tuple[int, int]:
+    """Join the multi-process run, if any: (this process's index, number of processes)."""
+    if cluster is None:
+        return 0, 1
+    from cnncli import distributed
+
+    try:
+        distributed.initialize(cluster)
+    except distributed.DistributedError as exc:
+        raise fail(str(exc), 1) from None
+    return distributed.process_index(), distributed.process_count()
+
+
+@contextmanager
+def _leave_cluster_on_error():
+    """In a multi-process run, a process that fails exits at once with its code.
+
+    A normal exit waits in jax.distributed's shutdown barrier for processes that will never
+    arrive; exiting hard instead makes the others stop as soon as they lose this one.
+    """
+    try:
+        yield
+    except BaseException as exc:
+        code = exc.exit_code if isinstance(exc, typer.Exit) else 1
+        if isinstance(exc, KeyboardInterrupt):
+            code = 130
+        if code and _in_cluster():
+            import os
+            import sys
+            import traceback
+
+            if not isinstance(exc, typer.Exit):
+                traceback.print_exc()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        raise
+
+
+def _in_cluster() -> bool:
+    import sys
+
+    if "jax" not in sys.modules:
+        return False
+    from cnncli import distributed
+
+    return distributed.process_count() > 1
+
+
+def _plan_across_processes(make_plan, rank: int):
+    """Process 0 plans (and writes the run folder); the others receive the plan from it.
+
+    If planning fails on process 0, every process stops with its message.
+    """
+    from cnncli import distributed
+    from cnncli.run import plan_from_message, plan_message
+
+    if rank == 0:
+        try:
+            plan = make_plan()
+        except Exception as exc:
+            distributed.broadcast_json({"error": str(exc)})
+            raise
+        distributed.broadcast_json(plan_message(plan))
+        return plan
+    message = distributed.broadcast_json(None)
+    if "error" in message:
+        raise fail(f"process 0 stopped: {message['error']}")
+    return plan_from_message(message)
 
 
 def _request_host_devices(count: int) -> None:
@@ -285,7 +410,7 @@ def _with_augment(cfg, text: str):
     return cfg
 
 
-def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
+def _run_training(plan, console, json_out: bool, quiet: bool, rank: int = 0) -> None:
     import json
 
     from cnncli.data.scan import class_counts
@@ -304,7 +429,8 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         console.print(
             f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"
         )
-    _warn_dataset(plan, console)
+    if rank == 0:
+        _warn_dataset(plan, console)
     console.print(
         layers_table(
             plan.layers,
@@ -347,7 +473,17 @@ def _run_training(plan, console, json_out: bool, quiet: bool) -> None:
         "already_finished": outcome.finished_before,
         "stopped_early": outcome.stopped,
     }
-    write_summary(plan.run_dir, summary)
+    if rank == 0:
+        write_summary(plan.run_dir, summary)
+    from cnncli import distributed
+
+    if distributed.process_count() > 1:
+        summary["process"] = {
+            "index": rank,
+            "count": distributed.process_count(),
+            "train_images": outcome.train_size,  # decoded by this process (its shards)
+            "val_images": outcome.val_size,
+        }
     if not outcome.finished_before:
         console.print(
             f"best val acc {100 * outcome.best_val_acc:.1f}% at epoch {outcome.best_epoch}; "

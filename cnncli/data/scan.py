@@ -326,6 +326,11 @@ def class_counts(dataset: Dataset) -> dict[str, dict[str, int]]:
 
 def write_manifest(dataset: Dataset, path: str | Path) -> None:
     """Write the split as CSV (split,label,class,path) after '#' lines for classes and layout."""
+    atomic_write_text(path, manifest_text(dataset))
+
+
+def manifest_text(dataset: Dataset) -> str:
+    """The manifest file's text (see write_manifest)."""
     buffer = io.StringIO()
     buffer.write(f"{_MANIFEST_MAGIC}\n")
     buffer.write(f"# layout: {dataset.layout}\n")
@@ -337,7 +342,7 @@ def write_manifest(dataset: Dataset, path: str | Path) -> None:
     for split in SPLITS:
         for relpath, label in dataset.splits.get(split, []):
             writer.writerow((split, label, dataset.classes[label], relpath))
-    atomic_write_text(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def read_manifest(path: str | Path, root: str | Path) -> Dataset:
@@ -348,6 +353,11 @@ def read_manifest(path: str | Path, root: str | Path) -> Dataset:
             text = fh.read()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read manifest ({exc.strerror or exc})") from None
+    return parse_manifest(text, root, path)
+
+
+def parse_manifest(text: str, root: str | Path, path: str | Path = "split.csv") -> Dataset:
+    """A manifest's text -> Dataset; `path` only names the source in error messages."""
     lines = text.split("\n")  # not splitlines(): CSV fields may hold other line breaks
     if lines[0] != _MANIFEST_MAGIC:
         raise DatasetError(f"{path}: not a cnn manifest (first line must be '{_MANIFEST_MAGIC}')")
