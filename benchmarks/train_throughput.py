@@ -7,6 +7,8 @@ machine slows every setting alike; it prints images/s medians and per-round rati
     .venv/bin/python benchmarks/train_throughput.py                      # default settings
     .venv/bin/python benchmarks/train_throughput.py --settings flag,2dev --rounds 7
 
+--batch-norm puts batch norm after every conv (and drops the conv biases), in both.
+
 Settings: plain (XLA_FLAGS unset: jax's defaults), flag (cnncli.xla_env.CPU_FLAGS, what
 cnn uses on CPU), 2dev (flag plus two host devices, the batch sharded over them), torch
 (the same network in PyTorch eager, `pip install -e '.[bench]'`) and torch1 (the same with
@@ -37,7 +39,7 @@ DENSE = 128
 # ---------------------------------------------------------------------------- workers
 
 
-def jax_worker(devices: int) -> None:
+def jax_worker(devices: int, batch_norm: bool = False) -> None:
     """Serve rounds of cnn's real jitted train step (cnncli.train.make_steps)."""
     import jax
     import numpy as np
@@ -58,7 +60,11 @@ def jax_worker(devices: int) -> None:
 
     def build(size: int, batch: int) -> dict:
         cfg = RunConfig(
-            model=ModelConfig(conv=[ConvBlock(f) for f in FILTERS], dense=[DENSE], dropout=0.0),
+            model=ModelConfig(
+                conv=[ConvBlock(f, batch_norm=batch_norm) for f in FILTERS],
+                dense=[DENSE],
+                dropout=0.0,
+            ),
             data=DataConfig(image_size=size, channels=3),
             train=TrainConfig(batch_size=batch, optimizer="adam"),
         )
@@ -95,7 +101,7 @@ def jax_worker(devices: int) -> None:
     serve(build, run_steps, {"jax": jax.__version__, "devices": jax.device_count()})
 
 
-def torch_worker(threads: int | None) -> None:
+def torch_worker(threads: int | None, batch_norm: bool = False) -> None:
     """Serve rounds of the same network and Adam step in PyTorch eager (NCHW, float32)."""
     import torch
     from torch import nn
@@ -107,7 +113,9 @@ def torch_worker(threads: int | None) -> None:
         torch.manual_seed(0)
         layers, cin = [], 3
         for f in FILTERS:
-            layers += [nn.Conv2d(cin, f, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            layers.append(nn.Conv2d(cin, f, 3, padding=1, bias=not batch_norm))
+            layers += [nn.BatchNorm2d(f, momentum=0.1)] if batch_norm else []
+            layers += [nn.ReLU(), nn.MaxPool2d(2)]
             cin = f
         flat = FILTERS[-1] * (size // 2 ** len(FILTERS)) ** 2
         layers += [nn.Flatten(), nn.Linear(flat, DENSE), nn.ReLU(), nn.Linear(DENSE, CLASSES)]
@@ -172,8 +180,8 @@ def worker_env(setting: str) -> dict[str, str]:
     return env
 
 
-def start_worker(setting: str) -> tuple[subprocess.Popen, dict]:
-    cmd = [sys.executable, __file__, "--worker", setting]
+def start_worker(setting: str, batch_norm: bool = False) -> tuple[subprocess.Popen, dict]:
+    cmd = [sys.executable, __file__, "--worker", setting] + (["--batch-norm"] if batch_norm else [])
     proc = subprocess.Popen(
         cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=worker_env(setting)
     )
@@ -204,13 +212,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per round")
     parser.add_argument("--cases", default=None, help="e.g. 32x128,64x128 (size x batch)")
+    parser.add_argument(
+        "--batch-norm", action="store_true", help="batch norm after each conv (no conv bias)"
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker in ("torch", "torch1"):
-        torch_worker(1 if args.worker == "torch1" else None)
+        torch_worker(1 if args.worker == "torch1" else None, args.batch_norm)
         return
     if args.worker is not None:
-        jax_worker(2 if args.worker == "2dev" else 1)
+        jax_worker(2 if args.worker == "2dev" else 1, args.batch_norm)
         return
 
     default = "plain,flag" + (",torch,torch1" if torch_available() else "")
@@ -218,7 +229,7 @@ def main() -> None:
     cases = CASES
     if args.cases:
         cases = tuple(tuple(int(v) for v in c.split("x")) for c in args.cases.split(","))
-    workers = {s: start_worker(s) for s in settings}
+    workers = {s: start_worker(s, args.batch_norm) for s in settings}
     for s, (_, info) in workers.items():
         print(f"# worker {s}: {info}")
     speeds = {(s, c): [] for s in settings for c in cases}

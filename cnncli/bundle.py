@@ -126,6 +126,10 @@ def load_bundle(path: str | Path) -> Bundle:
     except ConfigError as exc:
         raise BundleError(f"{meta_path}: {exc}") from None
     if set(tensors) != set(expected):
+        legacy = param_shapes(model_cfg, image_size, channels, len(classes), bias_before_bn=True)
+        if set(tensors) == set(legacy):  # saved before convs lost their bias before BN
+            expected = legacy
+    if set(tensors) != set(expected):
         missing = sorted(set(expected) - set(tensors))
         extra = sorted(set(tensors) - set(expected))
         raise BundleError(

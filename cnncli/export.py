@@ -198,9 +198,11 @@ class _Graph:
         kernel = params[f"{layer}/kernel"]  # HWIO -> ONNX's OIHW
         before, after = conv_padding(padding, kernel.shape[0])
         w = self.const(f"{layer}/kernel", kernel.transpose(3, 2, 0, 1))
-        b = self.const(f"{layer}/bias", params[f"{layer}/bias"])
+        inputs = [x, w]
+        if f"{layer}/bias" in params:  # convs followed by batch norm have none
+            inputs.append(self.const(f"{layer}/bias", params[f"{layer}/bias"]))
         return self.op(
-            "Conv", [x, w, b], layer, strides=[stride, stride], pads=[before, before, after, after]
+            "Conv", inputs, layer, strides=[stride, stride], pads=[before, before, after, after]
         )
 
     def dense(self, x: str, params: dict, layer: str) -> str:

@@ -40,9 +40,10 @@ def max_pool(x: jax.Array, size: int, stride: int) -> jax.Array:
 
 
 def conv2d(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int, padding: str | int
+    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int, padding: str | int
 ) -> jax.Array:
-    """NHWC x HWIO convolution with explicit (before, after) padding from shapes.conv_padding."""
+    """NHWC x HWIO convolution with explicit (before, after) padding from shapes.conv_padding;
+    bias None = no bias (convs followed by batch norm)."""
     before, after = conv_padding(padding, kernel.shape[0])
     y = jax.lax.conv_general_dilated(
         x,
@@ -51,7 +52,7 @@ def conv2d(
         padding=((before, after), (before, after)),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
-    return y + bias
+    return y if bias is None else y + bias
 
 
 def _batch_norm(x, params, stats, name, train, mask):
@@ -107,14 +108,14 @@ def forward(
     for i, block in enumerate(cfg.conv, start=1):
         shortcut = x
         x = conv2d(
-            x, params[f"conv{i}/kernel"], params[f"conv{i}/bias"], block.stride, block.padding
+            x, params[f"conv{i}/kernel"], params.get(f"conv{i}/bias"), block.stride, block.padding
         )
         if block.batch_norm:
             x, upd = _batch_norm(x, params, stats, f"bn{i}", train, mask)
             new_stats.update(upd)
         x = jax.nn.relu(x)
         if block.residual:
-            x = conv2d(x, params[f"conv{i}b/kernel"], params[f"conv{i}b/bias"], 1, "same")
+            x = conv2d(x, params[f"conv{i}b/kernel"], params.get(f"conv{i}b/bias"), 1, "same")
             if block.batch_norm:
                 x, upd = _batch_norm(x, params, stats, f"bn{i}b", train, mask)
                 new_stats.update(upd)

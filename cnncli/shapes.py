@@ -50,7 +50,7 @@ def _residual_rows(n: int, block: ConvBlock, h: int, w: int, c_in: int) -> list[
             f"conv{n}b",
             "conv",
             (h, w, c),
-            k * k * c * c + c,
+            k * k * c * c + (0 if block.batch_norm else c),
             h * w * k * k * c * c,
             _formula(w, k, k - 1, 1, w),
         )
@@ -84,7 +84,9 @@ def layer_table(
                 f"({_formula(w, block.kernel, before + after, block.stride, ow)}); "
                 "use a larger --image-size, fewer layers, padding 'same' or a smaller stride/pool"
             )
-        params = block.kernel * block.kernel * c * block.filters + block.filters
+        # No conv bias before batch norm: BN subtracts the mean, so it would learn nothing.
+        bias = 0 if block.batch_norm else block.filters
+        params = block.kernel * block.kernel * c * block.filters + bias
         macs = oh * ow * block.kernel * block.kernel * c * block.filters
         rows.append(
             LayerRow(
@@ -156,19 +158,31 @@ def flat_features(model: ModelConfig, image_size: int, channels: int) -> int:
 
 
 def param_shapes(
-    cfg: ModelConfig, image_size: int, channels: int, num_classes: int
+    cfg: ModelConfig,
+    image_size: int,
+    channels: int,
+    num_classes: int,
+    bias_before_bn: bool = False,
 ) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Name -> (shape, kind) for every array of the network; kind is 'param' or 'stat'."""
+    """Name -> (shape, kind) for every array of the network; kind is 'param' or 'stat'.
+
+    A conv followed by batch norm has no bias (BN's mean subtraction cancels it; its
+    gradient is rounding noise, which Adam would turn into steps). bias_before_bn=True
+    gives the layout of models saved before that change, which still load.
+    """
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
     c = channels
     for i, block in enumerate(cfg.conv, start=1):
+        bias = bias_before_bn or not block.batch_norm
         shapes[f"conv{i}/kernel"] = ((block.kernel, block.kernel, c, block.filters), "param")
-        shapes[f"conv{i}/bias"] = ((block.filters,), "param")
+        if bias:
+            shapes[f"conv{i}/bias"] = ((block.filters,), "param")
         bns = [f"bn{i}"]
         if block.residual:
             f = block.filters
             shapes[f"conv{i}b/kernel"] = ((block.kernel, block.kernel, f, f), "param")
-            shapes[f"conv{i}b/bias"] = ((f,), "param")
+            if bias:
+                shapes[f"conv{i}b/bias"] = ((f,), "param")
             bns.append(f"bn{i}b")
             if c != f or block.stride != 1:
                 shapes[f"proj{i}/kernel"] = ((1, 1, c, f), "param")

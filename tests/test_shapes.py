@@ -71,4 +71,7 @@ def test_param_counts_match_shapes() -> None:
         int(jnp.prod(jnp.array(s))) for s, kind in shapes.values()
     )
     assert sum(r.params for r in rows) == n_params
-    assert rows[0].params == 3 * 3 * 3 * 8 + 8
+    assert rows[0].params == 3 * 3 * 3 * 8  # no conv bias before batch norm
+    conv2 = next(r for r in rows if r.name == "conv2")
+    assert conv2.params == 3 * 3 * 8 * 16 + 16
+    assert "conv1/bias" not in shapes and "conv2/bias" in shapes
