@@ -235,3 +235,29 @@ def test_predict_imports_no_training_packages(trained):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_bundle_with_conv_biases_before_batch_norm_still_loads(tmp_path):
+    """Models saved before convs lost their bias in front of batch norm keep working."""
+    import jax.numpy as jnp
+
+    from cnncli import network
+    from cnncli.bundle import save_bundle
+    from cnncli.config import ConvBlock, DataConfig, ModelConfig, RunConfig
+    from cnncli.model import init_weights
+
+    cfg = RunConfig(
+        model=ModelConfig(conv=[ConvBlock(4, batch_norm=True), ConvBlock(8)], dense=[8]),
+        data=DataConfig(image_size=16, channels=3),
+    )
+    params, stats = init_weights(cfg.model, image_size=16, channels=3, num_classes=2, seed=0)
+    assert "conv1/bias" not in params and "conv2/bias" in params
+    save_bundle(tmp_path / "new", cfg, ["a", "b"], params, stats)
+    old = {**params, "conv1/bias": np.zeros(4, np.float32)}  # the old layout, bias zero
+    save_bundle(tmp_path / "old", cfg, ["a", "b"], old, stats)
+    x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 16, 16, 3)), jnp.float32)
+    logits = []
+    for name in ("new", "old"):
+        bundle = load_bundle(tmp_path / name)
+        logits.append(np.asarray(network.forward(bundle.params, bundle.stats, cfg.model, x)[0]))
+    np.testing.assert_allclose(logits[0], logits[1], atol=1e-6)

@@ -115,22 +115,32 @@ def test_shards_split_every_global_batch_and_cover_each_image_once():
 # ---------------------------------------------------------------- two processes
 
 
-def test_two_processes_train_together_like_one_process_with_two_shards(tmp_path):
-    data = tmp_path / "photos"
+# No batch norm here: a conv bias before batch norm gets a zero gradient up to rounding, and
+# Adam turns such noise into full-size steps, so runs that sum in another order can drift
+# apart in those parameters while training is the same (cnn now leaves those biases out).
+FLAGS = [*TINY, "--epochs", "3", "--seed", "3", "--augment", "flip"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """(data, run) of one process training with --shards 2: what two processes must match."""
+    base = tmp_path_factory.mktemp("distributed")
+    data = base / "photos"
     make_class_tree(data, {"a": 14, "b": 14, "c": 14}, size=16)
-    # No batch norm here: a conv bias before batch norm gets a zero gradient up to rounding,
-    # and Adam turns that rounding noise into full-size steps, so runs that sum in another
-    # order drift apart in those biases (and the running means) while training is the same.
-    flags = [*TINY, "--epochs", "3", "--seed", "3", "--augment", "flip"]
+    one = base / "one"
+    subprocess.run(
+        _cnn(str(data), "--out", str(one), *FLAGS, "--shards", "2", "-q"), check=True, timeout=300
+    )
+    return data, one
+
+
+def _two_processes(*args: str) -> list[dict]:
+    """Run `cnn train ARGS` as processes 0 and 1 of a local cluster; their JSON summaries."""
     port = _free_port()
-    multi = tmp_path / "multi"
     procs = [
         subprocess.Popen(
             _cnn(
-                str(data),
-                "--out",
-                str(multi),
-                *flags,
+                *args,
                 "--coordinator",
                 f"127.0.0.1:{port}",
                 "--num-processes",
@@ -148,22 +158,11 @@ def test_two_processes_train_together_like_one_process_with_two_shards(tmp_path)
     outputs = [p.communicate(timeout=600) for p in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err[-3000:]
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    one = tmp_path / "one"
-    subprocess.run(
-        _cnn(str(data), "--out", str(one), *flags, "--shards", "2", "-q"), check=True, timeout=300
-    )
+    # stdout is only the JSON summary (gloo's connection notice goes to stderr).
+    return [json.loads(out) for out, _ in outputs]
 
-    # Each process decoded only its half of the split.
-    decoded = [s["process"]["train_images"] for s in summaries]
-    total = sum(1 for _ in csv.reader((multi / "split.csv").open()) if _ and _[0] == "train")
-    assert sum(decoded) == total and abs(decoded[0] - decoded[1]) <= 1
-    assert [s["process"]["index"] for s in summaries] == [0, 1]
-    # Process 0 wrote the run folder, recording the shard count so a resume keeps the order.
-    assert "shards = 2" in (multi / "config.toml").read_text()
-    assert (multi / "summary.json").is_file() and (multi / "curves.png").is_file()
 
-    # Same global batches -> the same training, up to float summation order.
+def _assert_same_training(multi: Path, one: Path) -> None:
     for a, b in zip(_metrics(multi), _metrics(one), strict=True):
         for key in ("train_loss", "val_loss"):
             assert float(a[key]) == pytest.approx(float(b[key]), abs=1e-4), (key, a, b)
@@ -172,4 +171,34 @@ def test_two_processes_train_together_like_one_process_with_two_shards(tmp_path)
     assert w_multi.keys() == w_one.keys()
     for name in w_one:
         np.testing.assert_allclose(w_multi[name], w_one[name], atol=1e-4, err_msg=name)
+
+
+def test_two_processes_train_together_like_one_process_with_two_shards(reference, tmp_path):
+    data, one = reference
+    multi = tmp_path / "multi"
+    summaries = _two_processes(str(data), "--out", str(multi), *FLAGS)
+
+    # Each process decoded only its half of the split.
+    decoded = [s["process"]["train_images"] for s in summaries]
+    total = sum(1 for row in csv.reader((multi / "split.csv").open()) if row and row[0] == "train")
+    assert sum(decoded) == total and abs(decoded[0] - decoded[1]) <= 1
+    assert [s["process"]["index"] for s in summaries] == [0, 1]
     assert summaries[0]["best_epoch"] == summaries[1]["best_epoch"]
+    # Process 0 wrote the run folder, recording the shard count so a resume keeps the order.
+    assert "shards = 2" in (multi / "config.toml").read_text()
+    assert (multi / "summary.json").is_file() and (multi / "curves.png").is_file()
+    # Same global batches -> the same training, up to float summation order.
+    _assert_same_training(multi, one)
+
+
+def test_two_processes_resume_from_process_0s_checkpoint(reference, tmp_path):
+    """Stopped after each epoch (--time-limit) and resumed: process 0 restores the state
+    and sends it to process 1; the end is the uninterrupted run's."""
+    data, one = reference
+    multi = tmp_path / "multi"
+    first = _two_processes(str(data), "--out", str(multi), *FLAGS, "--time-limit", "0.0001")
+    assert first[0]["epochs"] == first[1]["epochs"] == 1 and first[0]["stopped_early"]
+    for epochs_done in (2, 3):
+        summaries = _two_processes("--resume", str(multi))
+        assert [s["epochs"] for s in summaries] == [epochs_done, epochs_done]
+    _assert_same_training(multi, one)
