@@ -109,3 +109,16 @@ class TrainCheckpoints:
     def close(self) -> None:
         """Flush and release the manager."""
         self._manager.close()
+
+
+class NoCheckpoints:
+    """Stands in for TrainCheckpoints on processes that do not write (all but process 0)."""
+
+    def latest_epoch(self) -> None:
+        return None
+
+    def save(self, epoch: int, state: Any, meta: dict[str, Any], val_acc: float) -> None:
+        """Nothing: process 0 writes the checkpoints."""
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -211,7 +211,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     from cnncli import distributed
     from cnncli.augment import make_augment, resolve_ops
     from cnncli.bundle import save_bundle
-    from cnncli.checkpoint import TrainCheckpoints
+    from cnncli.checkpoint import NoCheckpoints, TrainCheckpoints
     from cnncli.data.loader import DataShards
     from cnncli.train import Callbacks, EpochRow, fit
 
@@ -219,22 +219,19 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     classes = plan.dataset.classes
     rank, processes = distributed.process_index(), distributed.process_count()
     shards = DataShards.for_process(max(cfg.train.shards, 1), rank, processes)
-    checkpoints = TrainCheckpoints(run_dir / "checkpoints") if rank == 0 else None
+    checkpoints = TrainCheckpoints(run_dir / "checkpoints") if rank == 0 else NoCheckpoints()
     # The optimizer state's structure does not depend on the schedule, so one fresh state
     # serves both as the restore template and as the start of a new run.
     state = _fresh_state(cfg, len(classes), 1)
-    latest, meta = None, {}
-    if checkpoints is not None:
-        latest = checkpoints.latest_epoch()
-        if latest is not None:
-            state, meta = checkpoints.restore(latest, state)
+    latest, meta = checkpoints.latest_epoch(), {}
+    if latest is not None:
+        state, meta = checkpoints.restore(latest, state)
     latest, meta = distributed.broadcast_json([latest, meta])
     history = [EpochRow(**r) for r in meta.get("history", [])]
     if latest is not None:
         state = distributed.broadcast_tree(state)
         if latest >= cfg.train.epochs or meta.get("stopped", "").startswith("no val"):
-            if checkpoints is not None:
-                checkpoints.close()
+            checkpoints.close()
             rows = meta["history"]
             best = max(rows, key=lambda r: r["val_acc"])
             return RunOutcome(True, rows, meta["best_epoch"], best["val_acc"], [], 0, 0)
@@ -243,8 +240,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         train, skipped_train = load_split(plan, "train", decode_progress, shards)
         val, skipped_val = load_split(plan, "val", decode_progress, shards)
     except BaseException:  # Ctrl-C while decoding: let orbax's threads finish first
-        if checkpoints is not None:
-            checkpoints.close()
+        checkpoints.close()
         raise
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
@@ -280,8 +276,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             shards=shards,
         )
     finally:
-        if checkpoints is not None:
-            checkpoints.close()
+        checkpoints.close()
         if rank == 0:
             recorder.plot()
     outcome = RunOutcome(

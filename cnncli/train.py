@@ -190,37 +190,25 @@ def predict_logits(
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def evaluate_split(
-    eval_step, state, split: SplitArrays, batch_size: int, placement: Placement | None = None
-) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) on a split."""
-    if len(split) == 0:
-        return float("nan"), float("nan")
-    logits = predict_logits(eval_step, state, split.images, batch_size, placement)
-    log_probs = logits - jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True)
-    labels = split.labels.astype(np.int64)
-    loss = float(-np.mean(np.asarray(log_probs)[np.arange(len(labels)), labels]))
-    acc = float(np.mean(logits.argmax(-1) == labels))
-    return loss, acc
-
-
 # ---------------------------------------------------------------------------- fit
 
 
 def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Placement):
-    """(val loss, val accuracy); over several processes, each scores its shards and the
-    sums are added up."""
-    if placement.processes == 1:
-        return evaluate_split(eval_step, state, val, batch_size, placement)
-    local = jax.device_put(to_numpy(state), jax.local_devices()[0])
+    """(mean cross-entropy, accuracy) on the validation split (nan, nan when it is empty).
+
+    Over several processes each scores its own shards on its own device, and the float64
+    sums are added up across processes.
+    """
+    if placement.processes > 1:
+        state, placement = jax.device_put(to_numpy(state), jax.local_devices()[0]), None
     sums = np.zeros(3)
     if len(val):
-        logits = predict_logits(eval_step, local, val.images, batch_size)
+        logits = predict_logits(eval_step, state, val.images, batch_size, placement)
         log_probs = np.asarray(logits - jax.scipy.special.logsumexp(logits, -1, keepdims=True))
         labels = val.labels.astype(np.int64)
         sums[:] = (
             -log_probs[np.arange(len(labels)), labels].astype(np.float64).sum(),
-            float(np.sum(logits.argmax(-1) == labels)),
+            np.sum(logits.argmax(-1) == labels),
             len(labels),
         )
     loss_sum, correct, count = distributed.sum_over_processes(sums)
@@ -262,8 +250,8 @@ def fit(
     augmentation keys are pure functions of (seed, epoch, step), so a resumed run repeats an
     uninterrupted one exactly. Stops early on --patience or --time-limit (at an epoch end).
 
-    In a multi-process run, `train` and `val` hold this process's shards; `checkpoints` and
-    `on_improved` are None except on process 0, which also decides when to stop.
+    In a multi-process run, `train` and `val` hold this process's shards; only process 0
+    has real `checkpoints` and `on_improved`, and it decides when to stop.
     """
     t = cfg.train
     cb = callbacks or Callbacks()
@@ -339,8 +327,7 @@ def fit(
         if improved and on_improved is not None:
             on_improved(host_state, row)
         cb.on_epoch_end(row, time.perf_counter() - started, improved)
-        if checkpoints is not None:
-            checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(val_acc) else val_acc)
+        checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(val_acc) else val_acc)
         if result.stopped_early:
             break
     final = to_numpy(state)

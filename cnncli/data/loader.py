@@ -78,7 +78,11 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, balanced: bool = Fals
     Shuffled once-each by default; `balanced` draws len(labels) samples with replacement so
     that every class is drawn equally often in expectation.
     """
-    rng = np.random.default_rng([seed, epoch])
+    return _draw(labels, np.random.default_rng([seed, epoch]), balanced)
+
+
+def _draw(labels: np.ndarray, rng: np.random.Generator, balanced: bool) -> np.ndarray:
+    """A permutation of range(len(labels)), or a class-balanced draw with replacement."""
     n = len(labels)
     if not balanced:
         return rng.permutation(n)
@@ -87,15 +91,18 @@ def epoch_order(labels: np.ndarray, seed: int, epoch: int, balanced: bool = Fals
     return rng.choice(n, size=n, replace=True, p=p / p.sum())
 
 
+def _pad(idx: np.ndarray, size: int, fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """idx padded to `size` with `fill`, and the mask (1 for real rows, 0 for padding)."""
+    mask = np.zeros(size, np.float32)
+    mask[: len(idx)] = 1.0
+    return np.concatenate([idx, np.full(size - len(idx), fill, idx.dtype)]), mask
+
+
 def padded_batches(order: np.ndarray, batch_size: int):
     """Yield (indices, mask) with a fixed batch shape; the last batch is padded and masked."""
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        mask = np.ones(batch_size, np.float32)
-        if len(idx) < batch_size:
-            mask[len(idx) :] = 0.0
-            idx = np.concatenate([idx, np.full(batch_size - len(idx), idx[0])])
-        yield idx, mask
+        yield _pad(idx, batch_size, idx[0])
 
 
 def epoch_batches(
@@ -119,24 +126,16 @@ def epoch_batches(
     orders = []
     for shard in shards.owned:
         members = np.flatnonzero(split.rows % shards.count == shard)
+        if not len(members):
+            raise ValueError("a data shard has no decodable images; use fewer shards or processes")
         rng = np.random.default_rng([seed, epoch, shards.count, shard])
-        if balanced and len(members):
-            counts = np.bincount(split.labels[members])
-            p = 1.0 / counts[split.labels[members]]
-            orders.append(members[rng.choice(len(members), len(members), p=p / p.sum())])
-        else:
-            orders.append(members[rng.permutation(len(members))])
-    if not all(len(o) for o in orders):
-        raise ValueError("a data shard has no decodable images; use fewer shards or processes")
+        orders.append(members[_draw(split.labels[members], rng, balanced)])
     for step in range(shards.steps(split, batch_size)):
-        pieces, masks = [], []
-        for order in orders:
-            idx = order[step * per : (step + 1) * per]
-            mask = np.zeros(per, np.float32)
-            mask[: len(idx)] = 1.0
-            pieces.append(np.concatenate([idx, np.full(per - len(idx), order[0])]))
-            masks.append(mask)
-        yield np.concatenate(pieces).astype(np.int64), np.concatenate(masks)
+        pieces = [_pad(order[step * per : (step + 1) * per], per, order[0]) for order in orders]
+        yield (
+            np.concatenate([idx for idx, _ in pieces]).astype(np.int64),
+            np.concatenate([mask for _, mask in pieces]),
+        )
 
 
 def gather(split: SplitArrays, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
