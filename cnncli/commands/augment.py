@@ -97,7 +97,11 @@ def augment_command(
             raise fail(str(exc)) from None
 
         for rel, reason in result.skipped:
-            console.print(f"[yellow]skipped {result.src / rel}: {reason}[/yellow]", markup=True)
+            console.print(
+                f"[yellow]skipped {result.src / rel}: {reason}[/yellow]",
+                markup=True,
+                soft_wrap=True,
+            )
         with_split = any(split for split, _ in result.counts)
         table = Table(title=f"augmented into {result.out}", title_justify="left")
         if with_split:

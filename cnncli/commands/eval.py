@@ -111,7 +111,7 @@ def eval_(
                 progress=lambda done, total: progress.update(task, completed=done),
             )
         for path, reason in skipped:
-            console.print(f"[yellow]skipped {path}: {reason}[/yellow]")
+            console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
         if len(labels) == 0:
             raise fail(f"{root}: none of the {len(items)} images could be decoded", 1)
         metrics = compute_metrics(logits, labels, bundle.classes, k=top_k)

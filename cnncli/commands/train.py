@@ -455,7 +455,7 @@ def _run_training(plan, console, json_out: bool, quiet: bool, rank: int = 0) -> 
         )
         raise typer.Exit(130) from None
     for path, reason in outcome.skipped:
-        console.print(f"[yellow]skipped {path}: {reason}[/yellow]")
+        console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
     if getattr(outcome, "stopped", ""):
         console.print(f"stopped early: {outcome.stopped}")
     if outcome.finished_before:
@@ -555,7 +555,9 @@ def _warn_dataset(plan, console) -> None:
 
     routine = ("hidden", "not an image (file extension)")
     for path, reason in [i for i in plan.dataset.ignored if i[1] not in routine][:20]:
-        console.print(f"[yellow]  ignored {escape(path)}: {escape(reason)}[/yellow]")
+        console.print(
+            f"[yellow]  ignored {escape(path)}: {escape(reason)}[/yellow]", soft_wrap=True
+        )
     groups = quick_check(plan.dataset)
     for group in groups:
         console.print(f"[yellow]warning: {escape(group.describe())}[/yellow]")
