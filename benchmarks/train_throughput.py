@@ -10,9 +10,15 @@ machine slows every setting alike; it prints images/s medians and per-round rati
 --batch-norm puts batch norm after every conv (and drops the conv biases), in both.
 
 Settings: plain (XLA_FLAGS unset: jax's defaults), flag (cnncli.xla_env.CPU_FLAGS, what
-cnn uses on CPU), 2dev (flag plus two host devices, the batch sharded over them), torch
-(the same network in PyTorch eager, `pip install -e '.[bench]'`) and torch1 (the same with
-one thread: on a shared machine torch's default threads can wait on each other for a core).
+cnn uses on CPU), prevflag (the flags cnn used before), ynn:TYPES (other YNNPACK fusion
+types, `+` between them, e.g. ynn:-individual_convolution+-reduce), 2dev (flag plus two
+host devices, the batch sharded over them), torch (the same network in PyTorch eager,
+`pip install -e '.[bench]'`), torch1 (the same with one thread: on a shared machine
+torch's default threads can wait on each other for a core), and base (with --compare DIR:
+the flag setting run by another checkout's code, to measure a change side by side):
+
+    git worktree add /tmp/cnn-head HEAD
+    .venv/bin/python benchmarks/train_throughput.py --compare /tmp/cnn-head --settings flag,torch
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ CASES = ((32, 128), (32, 32), (64, 128))
 CLASSES = 10
 FILTERS = (32, 64, 128)
 DENSE = 128
+# cnn's CPU flags before YNNPACK's reduce fusions were turned off too (2026-11-26).
+PREVIOUS_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot"
 
 
 # ---------------------------------------------------------------------------- workers
@@ -175,15 +183,24 @@ def worker_env(setting: str) -> dict[str, str]:
     env["JAX_PLATFORMS"] = "cpu"
     if setting == "flag":
         env["XLA_FLAGS"] = CPU_FLAGS
+    elif setting == "prevflag":
+        env["XLA_FLAGS"] = PREVIOUS_FLAGS
+    elif setting.startswith("ynn:"):  # other YNNPACK fusion types, e.g. ynn:-reduce+-eltwise
+        env["XLA_FLAGS"] = f"--xla_cpu_experimental_ynn_fusion_type={setting[4:].replace('+', ',')}"
     elif setting == "2dev":
         env["XLA_FLAGS"] = f"{CPU_FLAGS} --xla_force_host_platform_device_count=2"
     return env
 
 
-def start_worker(setting: str, batch_norm: bool = False) -> tuple[subprocess.Popen, dict]:
-    cmd = [sys.executable, __file__, "--worker", setting] + (["--batch-norm"] if batch_norm else [])
+def start_worker(
+    setting: str, batch_norm: bool = False, compare: Path | None = None
+) -> tuple[subprocess.Popen, dict]:
+    script, role = Path(__file__), setting
+    if setting == "base":  # the flag setting, run by another checkout's copy of this script
+        script, role = compare / "benchmarks" / Path(__file__).name, "flag"
+    cmd = [sys.executable, str(script), "--worker", role] + (["--batch-norm"] if batch_norm else [])
     proc = subprocess.Popen(
-        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=worker_env(setting)
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=worker_env(role)
     )
     return proc, json.loads(proc.stdout.readline())
 
@@ -215,6 +232,13 @@ def main() -> None:
     parser.add_argument(
         "--batch-norm", action="store_true", help="batch norm after each conv (no conv bias)"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. `git worktree add /tmp/cnn-head HEAD`); "
+        "adds the setting 'base': its code with the flag",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker in ("torch", "torch1"):
@@ -226,10 +250,14 @@ def main() -> None:
 
     default = "plain,flag" + (",torch,torch1" if torch_available() else "")
     settings = (args.settings or default).split(",")
+    if args.compare is not None and "base" not in settings:
+        settings.insert(0, "base")
+    if "base" in settings and args.compare is None:
+        parser.error("the setting 'base' needs --compare DIR")
     cases = CASES
     if args.cases:
         cases = tuple(tuple(int(v) for v in c.split("x")) for c in args.cases.split(","))
-    workers = {s: start_worker(s, args.batch_norm) for s in settings}
+    workers = {s: start_worker(s, args.batch_norm, args.compare) for s in settings}
     for s, (_, info) in workers.items():
         print(f"# worker {s}: {info}")
     speeds = {(s, c): [] for s in settings for c in cases}

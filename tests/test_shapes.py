@@ -55,6 +55,38 @@ def test_reshape_pool_equals_reduce_window_including_odd_sizes() -> None:
     assert jnp.array_equal(fast, ref)
 
 
+@pytest.mark.parametrize(("size", "shape"), [(2, (2, 9, 7, 3)), (3, (1, 10, 12, 2))])
+def test_pool_gradient_equals_jax_autodiff_including_ties_and_odd_sizes(size, shape) -> None:
+    """The hand-written pool backward must equal jax's gradient of reshape + max, which
+    splits a window's gradient evenly between tied maxima (common after ReLU); per window
+    it sums to what reduce_window's backward (all to one of the ties) gives."""
+    b, h, w, c = shape
+    oh, ow = h // size, w // size
+    x = jax.random.normal(jax.random.key(1), shape)
+    x = jnp.round(jax.nn.relu(x) * 2) / 2  # many exact ties, zeros included
+    g = jax.random.normal(jax.random.key(2), (b, oh, ow, c))
+
+    def windows(v):
+        return v[:, : oh * size, : ow * size, :].reshape(b, oh, size, ow, size, c)
+
+    def ours(v):
+        return jnp.vdot(network.max_pool(v, size, size), g)
+
+    def plain(v):
+        return jnp.vdot(windows(v).max((2, 4)), g)
+
+    def chooser(v):
+        win = (1, size, size, 1)
+        return jnp.vdot(jax.lax.reduce_window(v, -jnp.inf, jax.lax.max, win, win, "VALID"), g)
+
+    mine, theirs, chosen = jax.grad(ours)(x), jax.grad(plain)(x), jax.grad(chooser)(x)
+    assert mine.shape == x.shape
+    assert jnp.allclose(mine, theirs, atol=1e-6), float(jnp.abs(mine - theirs).max())
+    assert not jnp.array_equal(mine, chosen)  # ties present: the split is exercised
+    assert jnp.allclose(windows(mine).sum((2, 4)), windows(chosen).sum((2, 4)), atol=1e-5)
+    assert jnp.allclose(windows(mine).sum((2, 4)), g, atol=1e-5)
+
+
 def test_too_small_image_names_the_layer() -> None:
     cfg = ModelConfig(conv=[ConvBlock(8), ConvBlock(16), ConvBlock(32), ConvBlock(64)])
     with pytest.raises(ConfigError, match=r"layer pool4: output would be 0x0"):
