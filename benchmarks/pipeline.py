@@ -35,9 +35,10 @@ class PureLoop:
         import jax
         import numpy as np
 
+        from cnncli.data.loader import gather, padded_batches
         from cnncli.model import init_weights
         from cnncli.run import load_split
-        from cnncli.train import gather, make_optimizer, make_steps, padded_batches
+        from cnncli.train import make_optimizer, make_steps
 
         cfg = plan.cfg
         bs = cfg.train.batch_size

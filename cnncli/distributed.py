@@ -132,6 +132,14 @@ def process_count() -> int:
     return jax.process_count() if _joined() else 1
 
 
+def in_cluster() -> bool:
+    """True once this process has joined a run of several processes; never imports jax
+    (so error paths before jax started stay fast)."""
+    if "jax" not in sys.modules:
+        return False
+    return process_count() > 1
+
+
 def _joined() -> bool:
     import jax
 

@@ -299,8 +299,8 @@ def write_samples(
     import jax
     import numpy as np
 
+    from cnncli.data.loader import epoch_order, gather
     from cnncli.plots import plot_image_grid
-    from cnncli.train import epoch_order, gather
 
     idx = np.sort(epoch_order(train.labels, seed, 1)[: min(n, len(train))])
     images, labels = gather(train, idx)
@@ -367,8 +367,9 @@ def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float
     import numpy as np
 
     from cnncli.augment import make_augment, resolve_ops
+    from cnncli.data.loader import epoch_batches, gather
     from cnncli.plots import plot_lr_finder
-    from cnncli.train import epoch_order, gather, make_optimizer, make_steps, padded_batches
+    from cnncli.train import make_optimizer, make_steps
 
     cfg = plan.cfg
     train, _ = load_split(plan, "train")
@@ -387,9 +388,7 @@ def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float
     epoch = 0
     while step < steps:
         epoch += 1
-        for idx, mask in padded_batches(
-            epoch_order(train.labels, cfg.train.seed, epoch), cfg.train.batch_size
-        ):
+        for idx, mask in epoch_batches(train, cfg.train.seed, epoch, cfg.train.batch_size):
             images, labels = gather(train, idx)
             state, (loss_sum, _, count) = train_step(
                 state,

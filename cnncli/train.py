@@ -20,7 +20,6 @@ from cnncli.data.loader import (
     Placement,
     SplitArrays,
     epoch_batches,
-    epoch_order,  # noqa: F401 (re-exported for run.py and tests)
     gather,
     padded_batches,
 )

@@ -13,10 +13,10 @@ from PIL import Image
 
 from cnncli.cli import app
 from cnncli.config import RunConfig, model_preset
+from cnncli.data.loader import epoch_order
 from cnncli.model import init_weights
 from cnncli.train import (
     class_weights_for,
-    epoch_order,
     make_optimizer,
     make_steps,
     weighted_loss,

@@ -253,7 +253,7 @@ def train(
 
         plan = make_plan() if cluster is None else _plan_across_processes(make_plan, rank)
         _request_host_devices(plan.cfg.train.devices)
-        _run_training(plan, console, json_out, quiet, rank)
+        _run_training(plan, console, json_out, quiet, rank, processes)
 
 
 def _new_config(config, model, augment, overrides, conv, processes):
@@ -312,7 +312,9 @@ def _leave_cluster_on_error():
         code = exc.exit_code if isinstance(exc, typer.Exit) else 1
         if isinstance(exc, KeyboardInterrupt):
             code = 130
-        if code and _in_cluster():
+        from cnncli.distributed import in_cluster
+
+        if code and in_cluster():
             import os
             import sys
             import traceback
@@ -323,16 +325,6 @@ def _leave_cluster_on_error():
             sys.stderr.flush()
             os._exit(code)
         raise
-
-
-def _in_cluster() -> bool:
-    import sys
-
-    if "jax" not in sys.modules:
-        return False
-    from cnncli import distributed
-
-    return distributed.process_count() > 1
 
 
 def _plan_across_processes(make_plan, rank: int):
@@ -410,7 +402,9 @@ def _with_augment(cfg, text: str):
     return cfg
 
 
-def _run_training(plan, console, json_out: bool, quiet: bool, rank: int = 0) -> None:
+def _run_training(
+    plan, console, json_out: bool, quiet: bool, rank: int = 0, processes: int = 1
+) -> None:
     import json
 
     from cnncli.data.scan import class_counts
@@ -475,12 +469,10 @@ def _run_training(plan, console, json_out: bool, quiet: bool, rank: int = 0) -> 
     }
     if rank == 0:
         write_summary(plan.run_dir, summary)
-    from cnncli import distributed
-
-    if distributed.process_count() > 1:
+    if processes > 1:
         summary["process"] = {
             "index": rank,
-            "count": distributed.process_count(),
+            "count": processes,
             "train_images": outcome.train_size,  # decoded by this process (its shards)
             "val_images": outcome.val_size,
         }
