@@ -63,8 +63,21 @@ def _init(name: str, shape: tuple[int, ...], rngs: nnx.Rngs) -> jax.Array:
 def init_weights(
     cfg: ModelConfig, *, image_size: int, channels: int, num_classes: int, seed: int
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-    """Build the nnx model with a seeded key and return its (params, stats) flat dicts."""
-    model = CNN(
-        cfg, image_size=image_size, channels=channels, num_classes=num_classes, rngs=nnx.Rngs(seed)
-    )
-    return model.weights()
+    """Build the nnx model with a seeded key and return its (params, stats) flat dicts.
+
+    Built inside one jax.jit: eagerly every kernel's random draw compiled a program of its
+    own (~2.5 s of start-up for the default net, ~0.35 s with a warm compilation cache);
+    as one program 1.7 s / 0.2 s. The draws are the same up to float rounding (1 ulp).
+    """
+
+    def build():
+        model = CNN(
+            cfg,
+            image_size=image_size,
+            channels=channels,
+            num_classes=num_classes,
+            rngs=nnx.Rngs(seed),
+        )
+        return model.weights()
+
+    return jax.jit(build)()
