@@ -7,7 +7,7 @@ implementation of the network and inference never imports training-only packages
 
 from __future__ import annotations
 
-from functools import partial
+from functools import partial, reduce
 
 import jax
 import jax.numpy as jnp
@@ -48,13 +48,23 @@ def _tiled_max(x: jax.Array, size: int) -> jax.Array:
     scatter, and jax's backward of reshape + max has a reduce that YNNPACK fuses with the
     previous layer's backward convolution, which then runs ~2x slower than on its own
     (32x32 batch 128 train step +20 %, docs/performance.md).
+
+    Without a gradient (inference, validation) the max is taken over the size² strided
+    views with elementwise maximum instead: YNNPACK turns a max *reduce* that is the only
+    reader of a convolution into one fused graph with that convolution, which ran 0.8x the
+    speed of XLA's own convolutions (64x64 forward pass, docs/performance.md). Under a
+    gradient the reduce is kept (_tiled_max_fwd): there the slices trained 0.7-0.9x slower.
+    Both give the same values: a max is exact.
     """
     b, h, w, c = x.shape
-    return x.reshape(b, h // size, size, w // size, size, c).max(axis=(2, 4))
+    windows = x.reshape(b, h // size, size, w // size, size, c)
+    views = [windows[:, :, i, :, j, :] for i in range(size) for j in range(size)]
+    return reduce(jnp.maximum, views)
 
 
 def _tiled_max_fwd(x, size):
-    y = _tiled_max(x, size)
+    b, h, w, c = x.shape
+    y = x.reshape(b, h // size, size, w // size, size, c).max(axis=(2, 4))
     return y, (x, y)
 
 
@@ -72,19 +82,96 @@ _tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
 
 
 def conv2d(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, stride: int, padding: str | int
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None,
+    stride: int,
+    padding: str | int,
+    *,
+    train: bool = False,
 ) -> jax.Array:
     """NHWC x HWIO convolution with explicit (before, after) padding from shapes.conv_padding;
-    bias None = no bias (convs followed by batch norm)."""
+    bias None = no bias (convs followed by batch norm).
+
+    Outside training (train=False), on a CPU, a conv with few input taps (the first layer
+    on RGB or grey images) runs as elementwise multiply-adds (_direct_conv); everything
+    else is XLA's convolution. Training keeps XLA's: its output feeds the backward pass
+    too, and the train step measured no faster with the multiply-adds.
+    """
     before, after = conv_padding(padding, kernel.shape[0])
-    y = jax.lax.conv_general_dilated(
+    pads = ((before, after), (before, after))
+    k, _, c_in, _ = kernel.shape
+    if not train and k * k * c_in <= DIRECT_CONV_MAX_TAPS:
+        # Chosen where the program runs, so a multi-platform jax.export stays right too.
+        y = jax.lax.platform_dependent(
+            x,
+            kernel,
+            cpu=lambda a, b: _direct_conv(a, b, stride, pads),
+            default=lambda a, b: _xla_conv(a, b, stride, pads),
+        )
+    else:
+        y = _xla_conv(x, kernel, stride, pads)
+    return y if bias is None else y + bias
+
+
+# Kernel taps (k * k * input channels) up to which a CPU convolution is written out as
+# multiply-adds: XLA:CPU's convolution (Eigen) is slow with a contraction this short.
+DIRECT_CONV_MAX_TAPS = 27
+
+
+def _xla_conv(x, kernel, stride, pads):
+    return jax.lax.conv_general_dilated(
         x,
         kernel,
         window_strides=(stride, stride),
-        padding=((before, after), (before, after)),
+        padding=pads,
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
     )
-    return y if bias is None else y + bias
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _direct_conv(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+    """The same convolution as _xla_conv, as a sum over kernel taps of a shifted input
+    channel times that tap's row of weights: one XLA loop fusion, vectorised over the output
+    channels, that also takes in the bias, ReLU and pool after it. For the first conv of the
+    default CNN on RGB input, forward 2x faster than XLA:CPU's convolution
+    (docs/performance.md). Should a gradient be taken through it anyway, both its forward
+    and its backward are XLA's convolution's (_direct_conv_fwd).
+    """
+    (top, bottom), (left, right) = pads
+    b, h, w, c = x.shape
+    k = kernel.shape[0]
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    oh = (h + top + bottom - k) // stride + 1
+    ow = (w + left + right - k) // stride + 1
+    y = None
+    for i in range(k):
+        for j in range(k):
+            rows = xp[
+                :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
+            ]
+            for ci in range(c):
+                term = rows[..., ci : ci + 1] * kernel[i, j, ci]
+                y = term if y is None else y + term
+    return y
+
+
+def _direct_conv_fwd(x, kernel, stride, pads):
+    # Under a gradient the output comes from XLA's convolution, computed once. The
+    # multiply-adds are an elementwise producer that XLA may recompute inside each consumer,
+    # and recomputed copies can round differently: the pool's backward, which finds the
+    # window's max by comparing values, then found no max and divided by zero (NaN in
+    # training with translate augmentation; tests/test_train.py caught it).
+    return _xla_conv(x, kernel, stride, pads), (x, kernel)
+
+
+def _direct_conv_bwd(stride, pads, res, g):
+    x, kernel = res
+    _, pullback = jax.vjp(lambda a, b: _xla_conv(a, b, stride, pads), x, kernel)
+    return pullback(g)
+
+
+_direct_conv.defvjp(_direct_conv_fwd, _direct_conv_bwd)
 
 
 def _batch_norm(x, params, stats, name, train, mask):
@@ -140,7 +227,12 @@ def forward(
     for i, block in enumerate(cfg.conv, start=1):
         shortcut = x
         x = conv2d(
-            x, params[f"conv{i}/kernel"], params.get(f"conv{i}/bias"), block.stride, block.padding
+            x,
+            params[f"conv{i}/kernel"],
+            params.get(f"conv{i}/bias"),
+            block.stride,
+            block.padding,
+            train=train,
         )
         if block.batch_norm:
             x, upd = _batch_norm(x, params, stats, f"bn{i}", train, mask)

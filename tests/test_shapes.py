@@ -47,6 +47,37 @@ def test_same_padding_with_stride_matches_xla_same() -> None:
     assert ours.shape == xla.shape == (1, 9, 9, 4)
 
 
+@pytest.mark.parametrize(
+    ("kernel", "c_in", "stride", "padding", "size"),
+    [(3, 3, 1, "same", 17), (3, 1, 2, "same", 16), (5, 1, 2, "valid", 19), (2, 3, 3, 1, 11), (4, 1, 1, "same", 9)],
+)
+def test_direct_conv_equals_xla_conv_values_and_gradients(kernel, c_in, stride, padding, size) -> None:
+    """Convs with few taps run as multiply-adds on the CPU; values and both gradients must
+    equal XLA's convolution's for odd sizes, strides, even kernels and every padding kind."""
+    assert kernel * kernel * c_in <= network.DIRECT_CONV_MAX_TAPS
+    x = jax.random.normal(jax.random.key(0), (2, size, size, c_in))
+    k = jax.random.normal(jax.random.key(1), (kernel, kernel, c_in, 8))
+    before, after = network.conv_padding(padding, kernel)
+    pads = ((before, after), (before, after))
+    g = jax.random.normal(jax.random.key(2), network._xla_conv(x, k, stride, pads).shape)
+
+    def loss(conv, a, b):
+        return jnp.vdot(conv(a, b), g)
+
+    ours = lambda a, b: network.conv2d(a, b, None, stride, padding)  # noqa: E731
+    xla = lambda a, b: network._xla_conv(a, b, stride, pads)  # noqa: E731
+    if jax.default_backend() == "cpu":  # the direct path is what the CPU runs
+        assert " convolution(" not in jax.jit(ours).lower(x, k).compile().as_text()
+    assert jnp.allclose(ours(x, k), xla(x, k), atol=1e-4), float(jnp.abs(ours(x, k) - xla(x, k)).max())
+    for mine, theirs in zip(jax.grad(loss, (1, 2))(ours, x, k), jax.grad(loss, (1, 2))(xla, x, k), strict=True):
+        assert jnp.allclose(mine, theirs, atol=1e-4)
+    wide = jax.random.normal(jax.random.key(3), (1, 8, 8, network.DIRECT_CONV_MAX_TAPS))
+    wide_k = jnp.ones((1, 1, network.DIRECT_CONV_MAX_TAPS + 1, 4))
+    wide = jnp.concatenate([wide, wide[..., :1]], axis=-1)
+    wide_conv = jax.jit(network.conv2d, static_argnums=(2, 3, 4)).lower(wide, wide_k, None, 1, 0)
+    assert " convolution(" in wide_conv.compile().as_text()
+
+
 def test_reshape_pool_equals_reduce_window_including_odd_sizes() -> None:
     x = jax.random.normal(jax.random.key(0), (2, 9, 7, 3))
     fast = network.max_pool(x, 2, 2)
