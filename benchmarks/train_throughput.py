@@ -14,8 +14,11 @@ cnn uses on CPU), prevflag (the flags cnn used before), ynn:TYPES (other YNNPACK
 types, `+` between them, e.g. ynn:-individual_convolution+-reduce), 2dev (flag plus two
 host devices, the batch sharded over them), torch (the same network in PyTorch eager,
 `pip install -e '.[bench]'`), torch1 (the same with one thread: on a shared machine
-torch's default threads can wait on each other for a core), and base (with --compare DIR:
-the flag setting run by another checkout's code, to measure a change side by side):
+torch's default threads can wait on each other for a core), torchm (torch with the malloc
+settings cnn makes, cnncli.xla_env.configure_malloc: the same allocator for both), and base
+(with --compare DIR: the flag setting run by another checkout's code, to measure a change
+side by side). Every cnn setting but plain tunes malloc as `cnn` does; torch and torch1 run
+with glibc's defaults, as a PyTorch user gets them:
 
     git worktree add /tmp/cnn-head HEAD
     .venv/bin/python benchmarks/train_throughput.py --compare /tmp/cnn-head --settings flag,torch
@@ -224,7 +227,7 @@ def main() -> None:
     """Parse options, run the rounds, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--settings", default=None, help="comma-separated: plain,flag,2dev,torch,torch1"
+        "--settings", default=None, help="comma-separated: plain,flag,2dev,torch,torch1,torchm"
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0, help="timed seconds per round")
@@ -241,7 +244,11 @@ def main() -> None:
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker in ("torch", "torch1"):
+    if args.worker not in (None, "plain", "torch", "torch1"):
+        from cnncli.xla_env import configure_malloc
+
+        configure_malloc()  # what `cnn` does at start (torchm: the same for PyTorch)
+    if args.worker in ("torch", "torch1", "torchm"):
         torch_worker(1 if args.worker == "torch1" else None, args.batch_norm)
         return
     if args.worker is not None:
@@ -281,7 +288,7 @@ def report(settings, cases, speeds, first, args) -> None:
     base = settings[0]
     pairs = [(s, base) for s in settings[1:]]
     if "flag" in settings and base != "flag":  # against what cnn runs: the flag
-        pairs += [(s, "flag") for s in ("2dev", "torch", "torch1") if s in settings]
+        pairs += [(s, "flag") for s in ("2dev", "torch", "torch1", "torchm") if s in settings]
     print(
         f"\ntrain step, images/s (median of {args.rounds} alternating rounds of ~{args.seconds} s)"
     )

@@ -206,3 +206,27 @@ def test_flags_leave_training_numbers_unchanged(tmp_path):
     assert runs["default"]["flags"] is None
     assert runs["configure"]["losses"] == pytest.approx(runs["default"]["losses"], abs=1e-4)
     assert len(set(runs["default"]["losses"])) > 1  # the steps did update the weights
+
+
+def _malloc_tuned(env_extra: dict[str, str]) -> str:
+    """configure_malloc()'s answer in a fresh interpreter with these extra variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.pop("LD_PRELOAD", None)
+    env.update(env_extra)
+    code = "from cnncli.xla_env import configure_malloc; print(configure_malloc())"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"),
+    reason="malloc tuning is for glibc on Linux only",
+)
+def test_malloc_tuned_on_glibc_unless_the_user_chose():
+    assert _malloc_tuned({}) == "True"
+    assert _malloc_tuned({"MALLOC_ARENA_MAX": "2"}) == "False"
+    assert _malloc_tuned({"MALLOC_TRIM_THRESHOLD_": "1000000"}) == "False"
+    assert _malloc_tuned({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}) == "False"
+    assert _malloc_tuned({"LD_PRELOAD": "/nonexistent/libjemalloc.so.2"}) == "False"
