@@ -6,9 +6,13 @@ settings (cnncli.xla_env), so a noisy machine slows each part alike:
   cli       `cnn predict DIR --json` as a fresh process: start-up, decode, forward, output
   library   cnncli.predict.predict_paths (decode + forward; compile from jax's cache)
   decode    cnncli.data.decode.decode_image alone, every file
-  forward   the jitted classifier on already-decoded uint8 batches (softmax included)
+  forward   the jitted classifier on already-decoded uint8 batches (softmax included);
+            full batches only, so its images/s compare with torch's like for like
   torch     the same network in PyTorch eager, no_grad, on the same batches (if installed)
   torch1    the same on one thread (torch's threads can stall each other on a shared machine)
+
+PyTorch runs in this process, so it gets the malloc settings cnn makes
+(cnncli.xla_env.configure_malloc) too: the same allocator for both.
 
     .venv/bin/python benchmarks/predict.py [--images DIR] [--rounds 5] [--batch-size 64]
 
@@ -109,7 +113,9 @@ def main() -> None:
     paths, _ = collect_inputs([str(args.images)])
     n, bs = len(paths), args.batch_size
     decoded = np.stack([decode_image(p, bundle.image_size, bundle.channels) for p in paths])
-    batches = [decoded[i : i + bs] for i in range(0, n, bs)]
+    # The forward parts run full batches only: classify pads a short batch to the compiled
+    # size, torch would not, and that would not compare like with like.
+    batches = [decoded[i : i + bs] for i in range(0, n - bs + 1, bs)]
     classify = make_classifier(bundle, bs)
     torch_run = torch_forward(bundle)
     cli = [sys.executable, "-m", "cnncli", "predict", str(args.images), "--model", str(work)]
@@ -144,8 +150,12 @@ def main() -> None:
         f"jax {jax.__version__}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
     )
     print(f"{'part':<9} {'images/s':>9} {'seconds':>8}   (medians of {args.rounds} rounds)")
+    full = len(batches) * bs
     for name, values in seconds.items():
-        print(f"{name:<9} {n / statistics.median(values):9.0f} {statistics.median(values):8.3f}")
+        count = full if name in ("forward", "torch", "torch1") else n
+        print(
+            f"{name:<9} {count / statistics.median(values):9.0f} {statistics.median(values):8.3f}"
+        )
 
     def ratio(top: list[str], bottom: list[str]) -> float:
         """Median over rounds of sum(top times) / sum(bottom times)."""
@@ -154,8 +164,12 @@ def main() -> None:
             sum(seconds[a][i] for a in top) / sum(seconds[b][i] for b in bottom) for i in rounds
         )
 
-    print(f"library / forward time:          {ratio(['library'], ['forward']):6.2f}x")
-    print(f"library / (decode + forward):    {ratio(['library'], ['decode', 'forward']):6.2f}x")
+    per_image = n / full  # forward parts' times scaled to all n images
+    print(f"library / forward time:          {ratio(['library'], ['forward']) / per_image:6.2f}x")
+    print(
+        "library / (decode + forward):    "
+        f"{statistics.median(seconds['library'][i] / (seconds['decode'][i] + per_image * seconds['forward'][i]) for i in range(args.rounds)):6.2f}x"
+    )
     print(f"cli / library time:              {ratio(['cli'], ['library']):6.2f}x")
     if "torch" in seconds:
         print(f"forward speed, jax / torch:      {ratio(['torch'], ['forward']):6.2f}x")

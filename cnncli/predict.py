@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import glob
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,29 +141,59 @@ def predict_paths(
     else:
         classify = make_classifier(bundle, batch_size, tta)
     results: list[Prediction] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        arrays, slots = [], []
-        for path in chunk:
-            try:
-                arrays.append(decode_image(path, bundle.image_size, bundle.channels))
-                slots.append(Prediction(path))
-            except DecodeError as exc:
-                results.append(
-                    Prediction(path, error=exc.reason if hasattr(exc, "reason") else str(exc))
-                )
-                slots.append(None)
-        if arrays:
-            probs = classify(np.stack(arrays))
-            good = [s for s in slots if s is not None]
-            for pred, p in zip(good, probs, strict=True):
+    done = 0
+    for chunk in _decoded_chunks(paths, batch_size, bundle.image_size, bundle.channels):
+        good = [(Prediction(path), image) for path, image in chunk if not isinstance(image, str)]
+        results.extend(
+            Prediction(path, error=image) for path, image in chunk if isinstance(image, str)
+        )
+        if good:
+            probs = classify(np.stack([image for _, image in good]))
+            for (pred, _), p in zip(good, probs, strict=True):
                 pred.probs = p
-        results.extend(s for s in slots if s is not None)
+            results.extend(pred for pred, _ in good)
+        done += len(chunk)
         if progress:
-            progress(min(start + batch_size, len(paths)), len(paths))
+            progress(done, len(paths))
     order = {p: i for i, p in enumerate(paths)}
     results.sort(key=lambda r: order[r.path])
     return results
+
+
+def _decoded_chunks(
+    paths: list[str], batch_size: int, image_size: int, channels: int
+) -> Iterator[list[tuple[str, np.ndarray | str]]]:
+    """Yield the paths batch by batch as (path, uint8 image or error reason) pairs.
+
+    The next batch decodes in background threads while the caller classifies this one:
+    Pillow releases the GIL while it decodes and resizes, and the compiled forward runs
+    outside Python, so they overlap (docs/performance.md, "Prediction throughput"). The
+    decode is decode_image, the same as in training.
+    """
+
+    def decode(path: str) -> tuple[str, np.ndarray | str]:
+        try:
+            return path, decode_image(path, image_size, channels)
+        except DecodeError as exc:
+            return path, exc.reason if hasattr(exc, "reason") else str(exc)
+
+    chunks = [paths[i : i + batch_size] for i in range(0, len(paths), batch_size)]
+    if len(chunks) <= 1:
+        yield from ([decode(path) for path in chunk] for chunk in chunks)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, min(DECODE_THREADS, os.cpu_count() or 1))
+    with ThreadPoolExecutor(threads, thread_name_prefix="cnn-decode") as pool:
+        pending = [pool.submit(decode, path) for path in chunks[0]]
+        for following in [*chunks[1:], None]:
+            ready = [future.result() for future in pending]
+            if following is not None:
+                pending = [pool.submit(decode, path) for path in following]
+            yield ready
+
+
+DECODE_THREADS = 2  # background decode threads of predict_paths (at most one per core)
 
 
 def label_of(probs: np.ndarray, classes: list[str], threshold: float | None) -> tuple[str, float]:
