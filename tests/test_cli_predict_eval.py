@@ -109,6 +109,33 @@ def test_corrupt_input_exit_1_and_others_predicted(runner, trained, tmp_path):
     assert "bad.jpg" in result.stderr
 
 
+def test_small_batches_decoded_ahead_keep_order_errors_and_results(runner, trained, tmp_path):
+    """Several batches (decoded ahead in background threads) with bad files among them
+    give the same rows, in input order, as one batch decoded in the foreground."""
+    data, run = trained
+    good = [str(p) for p in sorted((data / "blue").iterdir())[:4] + sorted((data / "red").iterdir())[:3]]
+    bad_text, bad_empty = tmp_path / "text.png", tmp_path / "empty.jpg"
+    bad_text.write_text("not an image")
+    bad_empty.write_bytes(b"")
+    paths = [good[0], str(bad_text), *good[1:4], str(bad_empty), *good[4:]]
+
+    def rows(batch: int) -> list[dict]:
+        result = runner.invoke(
+            app, ["predict", *paths, "--model", str(run), "--json", "--batch-size", str(batch)]
+        )
+        assert result.exit_code == 1, result.output
+        assert "text.png" in result.stderr and "empty.jpg" in result.stderr
+        return _json_lines(result.stdout)
+
+    ahead, one = rows(2), rows(64)
+    assert [r["path"] for r in ahead] == paths == [r["path"] for r in one]
+    assert ["error" in r for r in ahead] == [p not in good for p in paths]
+    assert sum("error" in r for r in ahead) == 2
+    for a, b in zip(ahead, one, strict=True):
+        assert a.get("label") == b.get("label")
+        assert a.get("confidence", 0) == pytest.approx(b.get("confidence", 0), abs=1e-5)
+
+
 def test_usage_errors_exit_2(runner, trained, tmp_path):
     _, run = trained
     assert (
