@@ -157,18 +157,18 @@ def main() -> None:
             f"{name:<9} {count / statistics.median(values):9.0f} {statistics.median(values):8.3f}"
         )
 
-    def ratio(top: list[str], bottom: list[str]) -> float:
+    def ratio(top: list[str], bottom: list[str], times=seconds) -> float:
         """Median over rounds of sum(top times) / sum(bottom times)."""
         rounds = range(args.rounds)
         return statistics.median(
-            sum(seconds[a][i] for a in top) / sum(seconds[b][i] for b in bottom) for i in rounds
+            sum(times[a][i] for a in top) / sum(times[b][i] for b in bottom) for i in rounds
         )
 
-    per_image = n / full  # forward parts' times scaled to all n images
-    print(f"library / forward time:          {ratio(['library'], ['forward']) / per_image:6.2f}x")
+    # The forward ran full batches only: scaled to all n images to compare with the library.
+    all_n = {**seconds, "forward": [t * n / full for t in seconds["forward"]]}
+    print(f"library / forward time:          {ratio(['library'], ['forward'], all_n):6.2f}x")
     print(
-        "library / (decode + forward):    "
-        f"{statistics.median(seconds['library'][i] / (seconds['decode'][i] + per_image * seconds['forward'][i]) for i in range(args.rounds)):6.2f}x"
+        f"library / (decode + forward):    {ratio(['library'], ['decode', 'forward'], all_n):6.2f}x"
     )
     print(f"cli / library time:              {ratio(['cli'], ['library']):6.2f}x")
     if "torch" in seconds:

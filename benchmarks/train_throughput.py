@@ -10,7 +10,7 @@ machine slows every setting alike; it prints images/s medians and per-round rati
 --batch-norm puts batch norm after every conv (and drops the conv biases), in both.
 
 Settings: plain (XLA_FLAGS unset: jax's defaults), flag (cnncli.xla_env.CPU_FLAGS, what
-cnn uses on CPU), prevflag (the flags cnn used before), ynn:TYPES (other YNNPACK fusion
+cnn uses on CPU), ynn:TYPES (other YNNPACK fusion
 types, `+` between them, e.g. ynn:-individual_convolution+-reduce), 2dev (flag plus two
 host devices, the batch sharded over them), torch (the same network in PyTorch eager,
 `pip install -e '.[bench]'`), torch1 (the same with one thread: on a shared machine
@@ -43,8 +43,6 @@ CASES = ((32, 128), (32, 32), (64, 128))
 CLASSES = 10
 FILTERS = (32, 64, 128)
 DENSE = 128
-# cnn's CPU flags before YNNPACK's reduce fusions were turned off too (2026-11-26).
-PREVIOUS_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution,-individual_dot"
 
 
 # ---------------------------------------------------------------------------- workers
@@ -186,8 +184,6 @@ def worker_env(setting: str) -> dict[str, str]:
     env["JAX_PLATFORMS"] = "cpu"
     if setting == "flag":
         env["XLA_FLAGS"] = CPU_FLAGS
-    elif setting == "prevflag":
-        env["XLA_FLAGS"] = PREVIOUS_FLAGS
     elif setting.startswith("ynn:"):  # other YNNPACK fusion types, e.g. ynn:-reduce+-eltwise
         env["XLA_FLAGS"] = f"--xla_cpu_experimental_ynn_fusion_type={setting[4:].replace('+', ',')}"
     elif setting == "2dev":

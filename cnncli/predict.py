@@ -160,6 +160,9 @@ def predict_paths(
     return results
 
 
+DECODE_THREADS = 2  # background decode threads of predict_paths (at most one per core)
+
+
 def _decoded_chunks(
     paths: list[str], batch_size: int, image_size: int, channels: int
 ) -> Iterator[list[tuple[str, np.ndarray | str]]]:
@@ -191,9 +194,6 @@ def _decoded_chunks(
             if following is not None:
                 pending = [pool.submit(decode, path) for path in following]
             yield ready
-
-
-DECODE_THREADS = 2  # background decode threads of predict_paths (at most one per core)
 
 
 def label_of(probs: np.ndarray, classes: list[str], threshold: float | None) -> tuple[str, float]:
