@@ -23,7 +23,7 @@ from PIL import Image
 
 from cnncli.data.cache import default_workers, process_pool, submit_all
 from cnncli.data.decode import DecodeError, open_image
-from cnncli.data.scan import Dataset
+from cnncli.data.scan import Dataset, label_name
 from cnncli.duplicates import (
     NEAR_DISTANCE,
     DuplicateGroup,
@@ -284,7 +284,7 @@ def inspect_files(
 def _items(dataset: Dataset) -> list[tuple[str, str, str]]:
     """(path, split, class) for every file of the dataset, sorted by path."""
     found = [
-        (path, split, dataset.classes[label])
+        (path, split, label_name(dataset.classes, label))
         for split, items in dataset.splits.items()
         for path, label in items
     ]
@@ -321,8 +321,10 @@ def check_dataset(
     }
     usable = dict.fromkeys(dataset.classes, 0)
     for f in files:
-        counts[f.label][f.split] += 1
-        usable[f.label] += f.readable
+        # Multi-label: f.label is the names joined by ';', and a file counts for each.
+        for name in f.label.split(";") if dataset.multi_label else (f.label,):
+            counts[name][f.split] += 1
+            usable[name] += f.readable
     return DoctorReport(
         root=str(dataset.root),
         layout=dataset.layout,

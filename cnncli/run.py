@@ -15,13 +15,13 @@ from typing import Any
 
 from cnncli.atomic import atomic_write_text
 from cnncli.config import RunConfig, dumps_toml, load_toml, loads_toml, save_toml
+from cnncli.data.labels import LabelOptions, load_dataset
 from cnncli.data.scan import (
     Dataset,
     DatasetError,
     manifest_text,
     parse_manifest,
     read_manifest,
-    scan_dataset,
     write_manifest,
 )
 from cnncli.shapes import LayerRow, layer_table
@@ -71,11 +71,17 @@ def check_writable(directory: Path) -> None:
 
 
 def plan_new_run(
-    data_dir: str | Path, cfg: RunConfig, out: str | Path | None, name: str = "train"
+    data_dir: str | Path,
+    cfg: RunConfig,
+    out: str | Path | None,
+    name: str = "train",
+    labels: LabelOptions | None = None,
 ) -> RunPlan:
-    """Scan and split the data, check the network's shapes, then create the run folder."""
-    dataset = scan_dataset(
+    """Scan and split the data (class folders or a labels file), check the network's
+    shapes, then create the run folder."""
+    dataset = load_dataset(
         data_dir,
+        labels,
         val_fraction=cfg.data.val_fraction,
         seed=cfg.train.seed,
         follow_symlinks=cfg.data.follow_symlinks,
@@ -91,6 +97,7 @@ def plan_new_run(
     write_manifest(dataset, run_dir / MANIFEST_FILE)
     info = {
         "data_dir": str(dataset.root),
+        **({"labels": dataset.label_source["file"]} if dataset.label_source else {}),
         "argv": sys.argv,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -217,6 +224,8 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
 
     cfg, run_dir = plan.cfg, plan.run_dir
     classes = plan.dataset.classes
+    if plan.dataset.multi_label:  # step 1 of #18 lands the label files; training follows
+        raise DatasetError(f"{plan.dataset.root}: multi-label training is not available yet")
     rank, processes = distributed.process_index(), distributed.process_count()
     shards = DataShards.for_process(max(cfg.train.shards, 1), rank, processes)
     checkpoints = TrainCheckpoints(run_dir / "checkpoints") if rank == 0 else NoCheckpoints()

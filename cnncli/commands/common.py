@@ -5,11 +5,46 @@ from __future__ import annotations
 import errno
 import re
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 EXIT_USAGE = 2
 Opt = typer.Option
+
+
+# The label-source flags, shared by every command that reads a data folder.
+LabelsOpt = Annotated[
+    Path | None,
+    Opt(
+        "--labels",
+        help="Labels file (.csv, .tsv, .jsonl): image path relative to DIR, label(s) or 0/1 "
+        "columns, optional split (train/val/test). Default: class folders.",
+    ),
+]
+LabelDelimiterOpt = Annotated[
+    str, Opt("--label-delimiter", help="Separates several labels in one cell of --labels.")
+]
+MultiLabelOpt = Annotated[
+    bool,
+    Opt(
+        "--multi-label",
+        help="Several labels per image: sigmoid outputs (chosen automatically when any image "
+        "has more than one label).",
+    ),
+]
+
+
+def label_options(labels: Path | None, delimiter: str, multi_label: bool):
+    """The LabelOptions of the --labels, --label-delimiter and --multi-label flags."""
+    from cnncli.data.labels import LabelOptions
+
+    if labels is None and delimiter != ";":
+        raise fail("--label-delimiter needs --labels FILE")
+    if not delimiter or delimiter in ("\n", "\r", '"'):
+        raise fail(f"--label-delimiter must be one or more characters, not {delimiter!r}")
+    return LabelOptions(labels, delimiter, multi_label)
 
 
 class DebugState:

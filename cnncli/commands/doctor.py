@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import (
+    LabelDelimiterOpt,
+    LabelsOpt,
+    MultiLabelOpt,
+    Opt,
+    fail,
+    handled_errors,
+    label_options,
+)
 
 
 def doctor(
@@ -40,6 +48,9 @@ def doctor(
         int | None, Opt("--workers", help="Decoding processes (default: CPUs, at most 8).")
     ] = None,
     limit: Annotated[int, Opt("--limit", help="Rows shown per section (0 = all).")] = 20,
+    labels: LabelsOpt = None,
+    label_delimiter: LabelDelimiterOpt = ";",
+    multi_label: MultiLabelOpt = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing; only the exit code.")] = False,
 ) -> None:
     """Check a dataset without training; exit 1 on unreadable files, leaks or conflicting labels."""
@@ -48,7 +59,7 @@ def doctor(
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        from cnncli.data.scan import scan_dataset
+        from cnncli.data.labels import load_dataset, skipped_rows
         from cnncli.doctor import check_dataset
         from cnncli.report import make_console
 
@@ -57,8 +68,12 @@ def doctor(
         if min_side < 1:
             raise fail("--min-side must be >= 1")
         console = make_console(to_stderr=json_out, quiet=quiet)
-        dataset = scan_dataset(
-            data_dir, val_fraction=val_fraction, seed=seed, follow_symlinks=follow_symlinks
+        dataset = load_dataset(
+            data_dir,
+            label_options(labels, label_delimiter, multi_label),
+            val_fraction=val_fraction,
+            seed=seed,
+            follow_symlinks=follow_symlinks,
         )
         columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=console, transient=True) as bar:
@@ -70,12 +85,38 @@ def doctor(
                 workers=workers,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
+        skipped = skipped_rows(dataset)
         if json_out:
-            print(json.dumps(report.to_dict(), ensure_ascii=False))
+            result = report.to_dict()
+            if dataset.label_source is not None:
+                result["labels"] = dataset.label_source
+                result["multi_label"] = dataset.multi_label
+            print(json.dumps(result, ensure_ascii=False))
         else:
             _render(console, report, limit or None)
-        if report.hurts_training:
+            _render_skipped(console, dataset, skipped, limit or None)
+        if report.hurts_training or skipped:
             raise typer.Exit(1)
+
+
+def _render_skipped(console, dataset, skipped: list[str], limit: int | None) -> None:
+    """The labels file's skipped rows, one line each (nothing for class folders)."""
+    from rich.markup import escape
+
+    source = dataset.label_source
+    if source is None:
+        return
+    mode = "multi-label" if dataset.multi_label else "one label per image"
+    console.print(
+        f"labels: {escape(source['file'])}: {source['used']} of {source['rows']} rows used ({mode})"
+    )
+    shown, more = _more(skipped, limit)
+    for line in shown:
+        console.print(f"[red]skipped {escape(line)}[/red]", soft_wrap=True)
+    if more:
+        console.print(more)
+    if skipped:
+        console.print(f"[red]{len(skipped)} row(s) of the labels file skipped: fix them[/red]")
 
 
 def _more(rows: list, limit: int | None) -> tuple[list, str]:

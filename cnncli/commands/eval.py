@@ -7,15 +7,26 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import (
+    LabelDelimiterOpt,
+    LabelsOpt,
+    Opt,
+    fail,
+    handled_errors,
+    label_options,
+)
 from cnncli.xla_env import configure_xla
 
 
-def _eval_items(bundle, data_dir: Path | None):
-    """(root, items with model class indices, notes) for eval: DIR, or the run's own val split."""
+def _eval_items(bundle, data_dir: Path | None, labels=None):
+    """(root, items with model class indices, notes) for eval: DIR (class folders or a
+    labels file), or the run's own val split."""
     import json
 
-    from cnncli.data.scan import DatasetError, read_manifest, scan_labelled
+    from rich.markup import escape
+
+    from cnncli.data.labels import load_labelled, skipped_rows
+    from cnncli.data.scan import DatasetError, read_manifest
     from cnncli.run import MANIFEST_FILE, RUN_FILE
 
     notes: list[str] = []
@@ -34,11 +45,13 @@ def _eval_items(bundle, data_dir: Path | None):
             name: bundle.classes.index(name) for name in dataset.classes if name in bundle.classes
         }
         return dataset.root, [(p, index[dataset.classes[i]]) for p, i in items], notes
-    dataset = scan_labelled(data_dir)
+    dataset = load_labelled(data_dir, labels)
+    notes += [f"[yellow]skipped {escape(line)}[/yellow]" for line in skipped_rows(dataset)]
     unknown = [c for c in dataset.classes if c not in bundle.classes]
     if unknown:
+        what = "label(s)" if dataset.label_source else "class folder(s)"
         raise DatasetError(
-            f"{dataset.root}: class folder(s) unknown to the model: {', '.join(unknown)} "
+            f"{dataset.root}: {what} unknown to the model: {', '.join(unknown)} "
             f"(model classes: {', '.join(bundle.classes)})"
         )
     missing = [c for c in bundle.classes if c not in dataset.classes]
@@ -76,6 +89,8 @@ def eval_(
     ] = False,
     json_out: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    labels: LabelsOpt = None,
+    label_delimiter: LabelDelimiterOpt = ";",
 ) -> None:
     """Evaluate a trained model: accuracy, top-k, per-class precision/recall/F1, confusion matrix."""
     configure_xla()
@@ -96,8 +111,11 @@ def eval_(
         console = make_console(to_stderr=json_out, quiet=quiet)
         if top_k is not None and top_k < 1:
             raise fail("--top-k must be >= 1")
+        if labels is not None and data_dir is None:
+            raise fail("--labels FILE needs the DIR its paths are relative to")
+        source = label_options(labels, label_delimiter, False)
         bundle = load_bundle(model)
-        root, items, notes = _eval_items(bundle, data_dir)
+        root, items, notes = _eval_items(bundle, data_dir, source)
         for note in notes:
             console.print(note)
         with Progress(console=console, transient=True) as progress:

@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors, int_list, model_overrides
+from cnncli.commands.common import (
+    LabelDelimiterOpt,
+    LabelsOpt,
+    MultiLabelOpt,
+    Opt,
+    fail,
+    handled_errors,
+    int_list,
+    label_options,
+    model_overrides,
+)
 from cnncli.xla_env import configure_xla
 
 
@@ -30,6 +40,9 @@ def train(
         Path | None,
         Opt("--resume", help="Continue the run in this folder from its last checkpoint."),
     ] = None,
+    labels: LabelsOpt = None,
+    label_delimiter: LabelDelimiterOpt = ";",
+    multi_label: MultiLabelOpt = False,
     image_size: Annotated[
         int | None, Opt("--image-size", help="Square input size in pixels (default: 64).")
     ] = None,
@@ -204,10 +217,12 @@ def train(
         if cluster is not None and find_lr:
             raise fail("--find-lr runs in one process; drop --coordinator/--num-processes")
         conv = overrides = None
+        label_source = label_options(labels, label_delimiter, multi_label)
         if resume is not None:
-            if data_dir is not None or config is not None:
+            if data_dir is not None or config is not None or labels is not None or multi_label:
                 raise fail(
-                    "--resume takes its data and config from the run folder; drop DATA_DIR/--config"
+                    "--resume takes its data, labels and config from the run folder; drop "
+                    "DATA_DIR/--labels/--multi-label/--config"
                 )
         else:
             if data_dir is None:
@@ -245,11 +260,22 @@ def train(
         console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
         if find_lr:
             cfg = _new_config(config, model, augment, overrides, conv, processes)
-            _find_lr(data_dir, cfg, out, console, json_out)
+            _find_lr(data_dir, cfg, out, console, json_out, label_source)
             return
 
         def make_plan():
-            return _plan(data_dir, config, out, resume, model, augment, overrides, conv, processes)
+            return _plan(
+                data_dir,
+                config,
+                out,
+                resume,
+                model,
+                augment,
+                overrides,
+                conv,
+                processes,
+                label_source,
+            )
 
         plan = make_plan() if cluster is None else _plan_across_processes(make_plan, rank)
         _request_host_devices(plan.cfg.train.devices)
@@ -276,14 +302,14 @@ def _new_config(config, model, augment, overrides, conv, processes):
     return merge_overrides(cfg, overrides)
 
 
-def _plan(data_dir, config, out, resume, model, augment, overrides, conv, processes):
+def _plan(data_dir, config, out, resume, model, augment, overrides, conv, processes, labels):
     """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
     from cnncli.run import plan_new_run, plan_resume
 
     if resume is not None:
         return plan_resume(resume)
     cfg = _new_config(config, model, augment, overrides, conv, processes)
-    return plan_new_run(data_dir, cfg, out)
+    return plan_new_run(data_dir, cfg, out, labels=labels)
 
 
 def _join(cluster) -> tuple[int, int]:
@@ -361,7 +387,7 @@ def _request_host_devices(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
-def _find_lr(data_dir, cfg, out, console, json_out: bool) -> None:
+def _find_lr(data_dir, cfg, out, console, json_out: bool, labels=None) -> None:
     """The learning-rate range test: a table, lr_find.png and a suggestion."""
     import json
 
@@ -369,7 +395,7 @@ def _find_lr(data_dir, cfg, out, console, json_out: bool) -> None:
 
     from cnncli.run import find_lr, plan_new_run
 
-    plan = plan_new_run(data_dir, cfg, out or None, name="find_lr")
+    plan = plan_new_run(data_dir, cfg, out or None, name="find_lr", labels=labels)
     console.print(f"learning-rate range test in [bold]{plan.run_dir}[/bold]")
     result = find_lr(plan)
     table = Table(title="loss against learning rate", title_justify="left")
@@ -414,11 +440,8 @@ def _run_training(
     console.print(
         f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
     )
-    console.print(
-        dataset_table(
-            class_counts(plan.dataset), f"data: {plan.dataset.root} ({plan.dataset.layout} layout)"
-        )
-    )
+    console.print(dataset_table(class_counts(plan.dataset), _data_title(plan.dataset)))
+    _print_label_source(plan.dataset, console)
     if plan.dataset.ignored:
         console.print(
             f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"
@@ -537,6 +560,50 @@ class _StopOnCtrlC:
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
+
+
+def _data_title(dataset) -> str:
+    """The dataset table's title: where the images and the labels come from."""
+    if dataset.label_source is None:
+        title = f"data: {dataset.root} ({dataset.layout} layout)"
+    else:
+        title = f"data: {dataset.root} (labels from {Path(dataset.label_source['file']).name})"
+    if dataset.multi_label:
+        title += "; images per label (an image counts once for each of its labels)"
+    return title
+
+
+def _print_label_source(dataset, console, limit: int = 20) -> None:
+    """The labels file's skipped rows (one line each, the first `limit`) and the mode."""
+    from rich.markup import escape
+
+    from cnncli.data.labels import skipped_rows
+
+    source = dataset.label_source
+    if source is not None:
+        console.print(
+            f"labels: {escape(source['file'])}: {source['used']} of {source['rows']} rows used"
+        )
+        skipped = skipped_rows(dataset)
+        for line in skipped[:limit]:
+            console.print(f"[yellow]skipped {escape(line)}[/yellow]", soft_wrap=True)
+        if len(skipped) > limit:
+            console.print(
+                f"[yellow]... and {len(skipped) - limit} more skipped rows (all listed in "
+                f"split.csv; `cnn doctor` shows them)[/yellow]"
+            )
+    if dataset.multi_label:
+        images = [label for items in dataset.splits.values() for _, label in items]
+        several = sum(len(label) > 1 for label in images)
+        why = (
+            f"{several} of {len(images)} images have more than one label"
+            if several
+            else "--multi-label"
+        )
+        console.print(
+            f"[bold]multi-label mode[/bold] ({why}): sigmoid outputs, binary cross-entropy; "
+            "the best epoch is the one with the highest val mAP"
+        )
 
 
 def _warn_dataset(plan, console) -> None:

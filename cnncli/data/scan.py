@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -24,15 +25,45 @@ class DatasetError(Exception):
     """User-facing dataset problem; message is one line naming the path and the fix."""
 
 
+# One image's label: a class index, or (multi-label mode) the sorted tuple of its class indices.
+Label = int | tuple[int, ...]
+
+
 @dataclass
 class Dataset:
-    """A scanned dataset: class names and (relative path, class index) lists per split."""
+    """A scanned dataset: class names and (relative path, label) lists per split.
+
+    A label is a class index; in multi-label mode it is the sorted tuple of the image's
+    class indices. label_source describes a labels file (CSV, TSV, JSON lines) when the
+    labels came from one instead of class folders (cnncli/data/labels.py).
+    """
 
     root: Path
-    layout: str  # "flat" (DIR/<class>/*) or "split" (DIR/train/<class>/*, DIR/val/<class>/*)
+    # "flat" (DIR/<class>/*), "split" (DIR/train/<class>/*, DIR/val/<class>/*) or "labels"
+    layout: str
     classes: list[str]
-    splits: dict[str, list[tuple[str, int]]]
+    splits: dict[str, list[tuple[str, Label]]]
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    multi_label: bool = False
+    label_source: dict | None = None
+
+
+def label_name(classes: list[str], label: Label) -> str:
+    """A label as text: the class name, or the class names joined by ';' (multi-label)."""
+    if isinstance(label, tuple):
+        return ";".join(classes[i] for i in label)
+    return classes[label]
+
+
+def as_multi_label(dataset: Dataset) -> Dataset:
+    """The same dataset in multi-label mode: every class index becomes a one-element set."""
+    if dataset.multi_label:
+        return dataset
+    splits = {
+        split: [(path, (label,)) for path, label in items]
+        for split, items in dataset.splits.items()
+    }
+    return dataclasses.replace(dataset, splits=splits, multi_label=True)
 
 
 class _Walker:
@@ -115,7 +146,7 @@ class _Walker:
         return sorted(found)
 
 
-def _rank(seed: int, path: str) -> bytes:
+def seeded_rank(seed: int, path: str) -> bytes:
     """Seeded pseudo-random sort key for one file; stable across machines and Python runs."""
     return hashlib.blake2b(f"{seed}\0{path}".encode(), digest_size=8).digest()
 
@@ -137,7 +168,7 @@ def stratified_split(
     for label, paths in by_label.items():
         n = len(paths)
         n_val = min(max(int(n * val_fraction + 0.5), 1), n - 1) if n >= 2 else 0
-        order = sorted(paths, key=lambda p: (_rank(seed, p), p))
+        order = sorted(paths, key=lambda p: (seeded_rank(seed, p), p))
         val += [(p, label) for p in order[:n_val]]
         train += [(p, label) for p in order[n_val:]]
     return sorted(train), sorted(val)
@@ -320,7 +351,9 @@ def class_counts(dataset: Dataset) -> dict[str, dict[str, int]]:
     counts = {name: dict.fromkeys(dataset.splits, 0) for name in dataset.classes}
     for split, items in dataset.splits.items():
         for _, label in items:
-            counts[dataset.classes[label]][split] += 1
+            # Multi-label: an image counts once for each of its labels.
+            for index in label if isinstance(label, tuple) else (label,):
+                counts[dataset.classes[index]][split] += 1
     return counts
 
 
@@ -335,13 +368,22 @@ def manifest_text(dataset: Dataset) -> str:
     buffer.write(f"{_MANIFEST_MAGIC}\n")
     buffer.write(f"# layout: {dataset.layout}\n")
     buffer.write(f"# classes: {json.dumps(dataset.classes, ensure_ascii=False)}\n")
+    if dataset.multi_label:
+        buffer.write("# multi_label: true\n")
+    if dataset.label_source is not None:
+        source = json.dumps(dataset.label_source, ensure_ascii=False, sort_keys=True)
+        buffer.write(f"# labels: {source}\n")
     for relpath, reason in dataset.ignored:
         buffer.write(f"# ignored: {json.dumps([relpath, reason], ensure_ascii=False)}\n")
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(MANIFEST_HEADER)
     for split in SPLITS:
         for relpath, label in dataset.splits.get(split, []):
-            writer.writerow((split, label, dataset.classes[label], relpath))
+            if isinstance(label, tuple):
+                index = ";".join(str(i) for i in label)
+            else:
+                index = label
+            writer.writerow((split, index, label_name(dataset.classes, label), relpath))
     return buffer.getvalue()
 
 
@@ -375,7 +417,8 @@ def parse_manifest(text: str, root: str | Path, path: str | Path = "split.csv") 
     if "classes" not in meta or "layout" not in meta:
         raise DatasetError(f"{path}: manifest lacks its '# classes:' or '# layout:' line")
     classes = json.loads(meta["classes"])
-    splits: dict[str, list[tuple[str, int]]] = {"train": [], "val": []}
+    multi_label = meta.get("multi_label") == "true"
+    splits: dict[str, list[tuple[str, Label]]] = {"train": [], "val": []}
     reader = csv.reader(io.StringIO("\n".join(lines[body:]), newline=""))
     if tuple(next(reader, ())) != MANIFEST_HEADER:
         raise DatasetError(f"{path}: expected the CSV header {','.join(MANIFEST_HEADER)}")
@@ -383,16 +426,20 @@ def parse_manifest(text: str, root: str | Path, path: str | Path = "split.csv") 
         where = f"{path}:{body + reader.line_num}"
         if len(row) != 4:
             raise DatasetError(f"{where}: expected 4 columns, got {len(row)}")
-        split, label, name, relpath = row
-        if split not in SPLITS or not label.isdigit() or int(label) >= len(classes):
-            raise DatasetError(f"{where}: bad split or label ({split!r}, {label!r})")
-        if classes[int(label)] != name:
+        split, text, name, relpath = row
+        indices = text.split(";") if multi_label else [text]
+        if split not in SPLITS or not all(i.isdigit() and int(i) < len(classes) for i in indices):
+            raise DatasetError(f"{where}: bad split or label ({split!r}, {text!r})")
+        label: Label = tuple(int(i) for i in indices) if multi_label else int(text)
+        if label_name(classes, label) != name:
             raise DatasetError(
-                f"{where}: label {label} is class {classes[int(label)]!r}, not {name!r}"
+                f"{where}: label {text} is class {label_name(classes, label)!r}, not {name!r}"
             )
-        splits.setdefault(split, []).append((relpath, int(label)))
+        splits.setdefault(split, []).append((relpath, label))
     splits = {split: sorted(items) for split, items in splits.items()}
-    return Dataset(Path(root).expanduser().resolve(), meta["layout"], classes, splits, ignored)
+    source = json.loads(meta["labels"]) if "labels" in meta else None
+    root = Path(root).expanduser().resolve()
+    return Dataset(root, meta["layout"], classes, splits, ignored, multi_label, source)
 
 
 def scan_labelled(root: str | Path, *, follow_symlinks: bool = False) -> Dataset:
