@@ -40,6 +40,9 @@ class ModelConfig:
     global_pool: bool = False
     dense: list[int] = field(default_factory=lambda: [128])
     dropout: float = 0.3
+    # A pretrained-style backbone ("resnet18", "resnet50", ...; cnncli/backbones) instead of
+    # the conv blocks and dense layers above: its stages, global average pool, dropout, logits.
+    backbone: str = ""
 
 
 @dataclass
@@ -168,6 +171,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         _check(block.pool_stride >= 0, f"{name}.pool_stride must be >= 0")
         block.padding = parse_padding(block.padding)
     _check(all(u >= 1 for u in m.dense), f"model.dense sizes must be >= 1, got {m.dense}")
+    if m.backbone:
+        from cnncli.backbones.resnet_spec import arch_of
+
+        arch_of(m.backbone)
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
     _check(4 <= d.image_size <= 1024, f"data.image_size must be 4..1024, got {d.image_size}")
     _check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")

@@ -175,7 +175,13 @@ def _direct_conv_bwd(stride, pads, res, g):
 _direct_conv.defvjp(_direct_conv_fwd, _direct_conv_bwd)
 
 
-def _batch_norm(x, params, stats, name, train, mask):
+def batch_norm(x, params, stats, name, train, mask):
+    """Batch norm `name` over NHWC x; returns (y, updated running stats, {} unless train).
+
+    train=True normalises with the batch's statistics over the real (mask 1) samples and
+    moves the running statistics towards them (momentum BN_MOMENTUM, PyTorch's 0.1);
+    train=False uses the running statistics.
+    """
     scale, bias = params[f"{name}/scale"], params[f"{name}/bias"]
     if train:
         # Statistics over real samples only: padded rows of a last partial batch carry mask 0.
@@ -215,14 +221,51 @@ def forward(
     key: jax.Array | None = None,
     mask: jax.Array | None = None,
     return_features: bool = False,
+    bn_train: bool | None = None,
 ):
     """Logits for a float NHWC batch; returns (logits, updated batch-norm stats).
 
-    With train=True dropout needs `key` and batch norm uses (masked) batch statistics.
-    With return_features=True also returns the list of post-ReLU conv feature maps.
+    With train=True dropout needs `key` and batch norm uses (masked) batch statistics;
+    bn_train=False keeps batch norm on its running statistics even then (fine-tuning with
+    small batches). With return_features=True also returns the list of post-ReLU conv
+    feature maps (a backbone's: its stem and each stage's output).
     """
+    x, new_stats, features = trunk(params, stats, cfg, x, train=train, mask=mask, bn_train=bn_train)
+    logits = head(params, cfg, x, train=train, key=key)
+    if return_features:
+        return logits, new_stats, features
+    return logits, new_stats
+
+
+def embed(
+    params: dict[str, jax.Array], stats: dict[str, jax.Array], cfg: ModelConfig, x: jax.Array
+) -> jax.Array:
+    """The features that enter the logits layer, in inference mode: (batch, features).
+
+    What --freeze computes once per image; logits = features @ logits/kernel + logits/bias.
+    """
+    x, _, _ = trunk(params, stats, cfg, x)
+    return pre_logits(params, cfg, x)
+
+
+def trunk(
+    params: dict[str, jax.Array],
+    stats: dict[str, jax.Array],
+    cfg: ModelConfig,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    mask: jax.Array | None = None,
+    bn_train: bool | None = None,
+):
+    """Everything before the classifier: (last feature map, updated BN stats, feature maps)."""
     if mask is None:
         mask = jnp.ones((x.shape[0],), jnp.float32)
+    bn_train = train if bn_train is None else bn_train
+    if cfg.backbone:
+        from cnncli.backbones import resnet
+
+        return resnet.trunk(params, stats, cfg, x, train=train, mask=mask, bn_train=bn_train)
     new_stats: dict[str, jax.Array] = {}
     features = []
     for i, block in enumerate(cfg.conv, start=1):
@@ -236,13 +279,13 @@ def forward(
             train=train,
         )
         if block.batch_norm:
-            x, upd = _batch_norm(x, params, stats, f"bn{i}", train, mask)
+            x, upd = batch_norm(x, params, stats, f"bn{i}", bn_train, mask)
             new_stats.update(upd)
         x = jax.nn.relu(x)
         if block.residual:
             x = conv2d(x, params[f"conv{i}b/kernel"], params.get(f"conv{i}b/bias"), 1, "same")
             if block.batch_norm:
-                x, upd = _batch_norm(x, params, stats, f"bn{i}b", train, mask)
+                x, upd = batch_norm(x, params, stats, f"bn{i}b", bn_train, mask)
                 new_stats.update(upd)
             if f"proj{i}/kernel" in params:
                 shortcut = conv2d(
@@ -252,10 +295,7 @@ def forward(
         features.append(x)
         if block.pool > 1:
             x = max_pool(x, block.pool, block.pool_stride or block.pool)
-    logits = head(params, cfg, x, train=train, key=key)
-    if return_features:
-        return logits, new_stats, features
-    return logits, new_stats
+    return x, new_stats, features
 
 
 def head(
@@ -266,12 +306,36 @@ def head(
     train: bool = False,
     key: jax.Array | None = None,
 ) -> jax.Array:
-    """The classifier after the conv stack: flatten (or global average pool), dense + ReLU
-    (+ dropout when training), logits."""
+    """The classifier after the conv stack: pre_logits, then the logits layer."""
+    return logits_layer(params, pre_logits(params, cfg, x, train=train, key=key))
+
+
+def pre_logits(
+    params: dict[str, jax.Array],
+    cfg: ModelConfig,
+    x: jax.Array,
+    *,
+    train: bool = False,
+    key: jax.Array | None = None,
+) -> jax.Array:
+    """Flatten (or global average pool), dense + ReLU (+ dropout when training).
+
+    A backbone: global average pool, then dropout when training (timm's drop_rate).
+    """
+    if cfg.backbone:
+        x = x.mean(axis=(1, 2))
+        if train and cfg.dropout > 0:
+            x = _dropout(x, cfg.dropout, key)
+        return x
     x = x.mean(axis=(1, 2)) if cfg.global_pool else x.reshape(x.shape[0], -1)
     for j in range(1, len(cfg.dense) + 1):
         x = jax.nn.relu(x @ params[f"dense{j}/kernel"] + params[f"dense{j}/bias"])
         if train and cfg.dropout > 0:
             key, sub = jax.random.split(key)
             x = _dropout(x, cfg.dropout, sub)
-    return x @ params["logits/kernel"] + params["logits/bias"]
+    return x
+
+
+def logits_layer(params: dict[str, jax.Array], features: jax.Array) -> jax.Array:
+    """The last, linear layer: class logits from the pre-logits features."""
+    return features @ params["logits/kernel"] + params["logits/bias"]

@@ -42,7 +42,9 @@ def layer_inputs(rows, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     previous = tuple(input_shape)
     for r in rows:
         block_inputs.setdefault(r.name, previous)
-        if r.name.startswith("proj"):
+        if r.in_shape is not None:
+            shapes.append(tuple(r.in_shape))
+        elif r.name.startswith("proj"):
             shapes.append(block_inputs.get("conv" + r.name[len("proj") :], previous))
         else:
             shapes.append(previous)

@@ -17,6 +17,8 @@ class LayerRow:
     params: int = 0
     macs: int = 0
     formula: str = ""
+    # The input this layer reads when it is not the previous row's output (a shortcut's).
+    in_shape: tuple[int, ...] | None = None
 
 
 def conv_padding(padding: str | int, kernel: int) -> tuple[int, int]:
@@ -34,7 +36,7 @@ def conv_out(size: int, kernel: int, stride: int, pad_total: int) -> int:
     return (size - kernel + pad_total) // stride + 1
 
 
-def _formula(w: int, f: int, p_total: int, s: int, out: int) -> str:
+def formula(w: int, f: int, p_total: int, s: int, out: int) -> str:
     p = f"{p_total / 2:g}" if p_total % 2 else str(p_total // 2)
     return f"({w} - {f} + 2*{p}) / {s} + 1 = {out}"
 
@@ -52,7 +54,7 @@ def _residual_rows(n: int, block: ConvBlock, h: int, w: int, c_in: int) -> list[
             (h, w, c),
             k * k * c * c + (0 if block.batch_norm else c),
             h * w * k * k * c * c,
-            _formula(w, k, k - 1, 1, w),
+            formula(w, k, k - 1, 1, w),
         )
     ]
     if block.batch_norm:
@@ -70,6 +72,10 @@ def layer_table(
     model: ModelConfig, image_size: int, channels: int, num_classes: int
 ) -> list[LayerRow]:
     """Shapes, parameter counts and MACs per layer; raises ConfigError naming a layer < 1 px."""
+    if model.backbone:
+        from cnncli.backbones.resnet_spec import layer_table as backbone_table
+
+        return backbone_table(model.backbone, image_size, image_size, channels, num_classes)
     h = w = image_size
     c = channels
     rows: list[LayerRow] = []
@@ -81,7 +87,7 @@ def layer_table(
         if oh < 1 or ow < 1:
             raise ConfigError(
                 f"layer {name}: output would be {oh}x{ow} from a {h}x{w} input "
-                f"({_formula(w, block.kernel, before + after, block.stride, ow)}); "
+                f"({formula(w, block.kernel, before + after, block.stride, ow)}); "
                 "use a larger --image-size, fewer layers, padding 'same' or a smaller stride/pool"
             )
         # No conv bias before batch norm: BN subtracts the mean, so it would learn nothing.
@@ -95,7 +101,7 @@ def layer_table(
                 (oh, ow, block.filters),
                 params,
                 macs,
-                _formula(w, block.kernel, before + after, block.stride, ow),
+                formula(w, block.kernel, before + after, block.stride, ow),
             )
         )
         c_in = c
@@ -112,7 +118,7 @@ def layer_table(
             if oh < 1 or ow < 1:
                 raise ConfigError(
                     f"layer pool{i + 1}: output would be {oh}x{ow} from a {h}x{w} input "
-                    f"({_formula(w, block.pool, 0, stride, ow)}); "
+                    f"({formula(w, block.pool, 0, stride, ow)}); "
                     "use a larger --image-size, fewer layers or no pooling in this block"
                 )
             rows.append(
@@ -122,7 +128,7 @@ def layer_table(
                     (oh, ow, c),
                     0,
                     0,
-                    _formula(w, block.pool, 0, stride, ow),
+                    formula(w, block.pool, 0, stride, ow),
                 )
             )
             h, w = oh, ow
@@ -170,6 +176,11 @@ def param_shapes(
     gradient is rounding noise, which Adam would turn into steps). bias_before_bn=True
     gives the layout of models saved before that change, which still load.
     """
+    if cfg.backbone:
+        from cnncli.backbones.resnet_spec import param_shapes as backbone_shapes
+
+        layer_table(cfg, image_size, channels, num_classes)  # an image too small is an error
+        return backbone_shapes(cfg.backbone, channels, num_classes)
     shapes: dict[str, tuple[tuple[int, ...], str]] = {}
     c = channels
     for i, block in enumerate(cfg.conv, start=1):

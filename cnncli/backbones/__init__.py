@@ -1,0 +1,1 @@
+"""Pretrained backbone families (ResNet), their weights loader and the named-weights registry."""

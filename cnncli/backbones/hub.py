@@ -1,0 +1,77 @@
+"""Download registered weights by name (only when asked), checked against their pinned SHA-256.
+
+huggingface_hub is the optional extra `cnn[pretrained]`; files go to the usual Hugging Face
+cache (HF_HOME / HF_HUB_CACHE apply). With HF_HUB_OFFLINE=1 a cached file is used and a
+missing one is a one-line error saying how to copy the file in: download it elsewhere and
+pass it with --init PATH (the local-file route, the one tests and air-gapped machines use).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from cnncli.backbones.registry import PRETRAINED, Pretrained
+from cnncli.backbones.weights import WeightsError
+
+
+def copy_in_hint(spec: Pretrained) -> str:
+    """How to bring the file in by hand (no network here)."""
+    return (
+        f"on a machine with network download {spec.url} (SHA-256 {spec.sha256}), copy it "
+        "here and pass it: cnn train DIR --init path/to/model.safetensors"
+    )
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(4 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def registered_file(path: Path) -> Pretrained | None:
+    """The registry entry whose pinned file this is (same SHA-256), or None."""
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    if not 10_000_000 < size < 1_000_000_000:  # no registered file is outside this
+        return None
+    digest = sha256_of(path)
+    return next((spec for spec in PRETRAINED.values() if spec.sha256 == digest), None)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fetch(spec: Pretrained) -> Path:
+    """The local path of spec's file: from the HF cache or downloaded, SHA-256 checked."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:
+        raise WeightsError(
+            f"--init {spec.name} downloads {spec.repo}, which needs huggingface_hub "
+            f"(pip install 'cnn[pretrained]'); or {copy_in_hint(spec)}"
+        ) from None
+    try:
+        path = Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision))
+    except Exception as exc:  # offline, no network, hub errors: all end in the same advice
+        why = (
+            "HF_HUB_OFFLINE is set and the file is not in the Hugging Face cache"
+            if _offline()
+            else f"no connection to huggingface.co ({type(exc).__name__})"
+        )
+        raise WeightsError(
+            f"--init {spec.name}: cannot download {spec.repo} ({why}); {copy_in_hint(spec)}"
+        ) from None
+    digest = sha256_of(path)
+    if digest != spec.sha256:
+        raise WeightsError(
+            f"{path}: SHA-256 {digest} is not the pinned {spec.sha256} of "
+            f"{spec.repo}@{spec.revision[:7]}; delete the file and retry"
+        )
+    return path
