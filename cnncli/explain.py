@@ -39,11 +39,20 @@ def head_from_last_conv(
     The last block's pooling, then network.head (dropout off); a test checks that
     head_from_last_conv(features[-1]) equals forward's logits.
     """
+    if cfg.backbone:  # the last stage's output goes straight into global pooling
+        return head(params, cfg, features)
     block = cfg.conv[-1]
     x = features
     if block.pool > 1:
         x = max_pool(x, block.pool, block.pool_stride or block.pool)
     return head(params, cfg, x)
+
+
+def feature_names(cfg: ModelConfig, count: int) -> list[str]:
+    """Names of forward's feature maps: conv1, conv2, ... or a backbone's stem and stages."""
+    if cfg.backbone:
+        return ["stem"] + [f"layer{i}" for i in range(1, count)]
+    return [f"conv{i}" for i in range(1, count + 1)]
 
 
 def normalize_map(values: jax.Array) -> jax.Array:
@@ -93,6 +102,6 @@ def explain_image(
         cam=np.asarray(upsample(cam, image_u8.shape[0])),
         cam_lowres=np.asarray(cam),
         feature_maps=[np.asarray(f[0]) for f in features],
-        layer_names=[f"conv{i}" for i in range(1, len(features) + 1)],
+        layer_names=feature_names(cfg, len(features)),
         filters=np.asarray(params["conv1/kernel"]),
     )

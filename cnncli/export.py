@@ -234,25 +234,8 @@ def onnx_model(bundle: Bundle):
     x = g.op("Mul", [x, g.const("two_over_255", np.float32(2.0 / 255.0))], "scale")
     x = g.op("Sub", [x, g.const("one", np.float32(1.0))], "normalize")
     x = g.op("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
-    for i, block in enumerate(cfg.conv, start=1):
-        shortcut = x
-        x = g.conv(x, params, f"conv{i}", block.stride, block.padding)
-        if block.batch_norm:
-            x = g.batch_norm(x, bundle, f"bn{i}")
-        x = g.op("Relu", [x], f"relu{i}")
-        if block.residual:
-            x = g.conv(x, params, f"conv{i}b", 1, "same")
-            if block.batch_norm:
-                x = g.batch_norm(x, bundle, f"bn{i}b")
-            if f"proj{i}/kernel" in params:
-                shortcut = g.conv(shortcut, params, f"proj{i}", block.stride, 0)
-            x = g.op("Relu", [g.op("Add", [x, shortcut], f"add{i}")], f"relu{i}b")
-        if block.pool > 1:
-            stride = block.pool_stride or block.pool
-            x = g.op(
-                "MaxPool", [x], f"pool{i}", kernel_shape=[block.pool] * 2, strides=[stride] * 2
-            )
-    if cfg.global_pool:
+    x = _backbone_graph(g, bundle, x) if cfg.backbone else _conv_graph(g, bundle, x)
+    if cfg.global_pool or cfg.backbone:
         x = g.op("GlobalAveragePool", [x], "global_pool")
     else:  # flatten in NHWC order, as the dense kernel was trained
         x = g.op("Transpose", [x], "to_nhwc", perm=[0, 2, 3, 1])
@@ -282,6 +265,66 @@ def onnx_model(bundle: Bundle):
         model, {"classes": json.dumps(bundle.classes), "image_size": str(s), "channels": str(c)}
     )
     return model
+
+
+def _conv_graph(g: _Graph, bundle: Bundle, x: str) -> str:
+    """The conv blocks of network.trunk as ONNX nodes."""
+    for i, block in enumerate(bundle.model.conv, start=1):
+        shortcut = x
+        x = g.conv(x, bundle.params, f"conv{i}", block.stride, block.padding)
+        if block.batch_norm:
+            x = g.batch_norm(x, bundle, f"bn{i}")
+        x = g.op("Relu", [x], f"relu{i}")
+        if block.residual:
+            x = g.conv(x, bundle.params, f"conv{i}b", 1, "same")
+            if block.batch_norm:
+                x = g.batch_norm(x, bundle, f"bn{i}b")
+            if f"proj{i}/kernel" in bundle.params:
+                shortcut = g.conv(shortcut, bundle.params, f"proj{i}", block.stride, 0)
+            x = g.op("Relu", [g.op("Add", [x, shortcut], f"add{i}")], f"relu{i}b")
+        if block.pool > 1:
+            stride = block.pool_stride or block.pool
+            x = g.op(
+                "MaxPool", [x], f"pool{i}", kernel_shape=[block.pool] * 2, strides=[stride] * 2
+            )
+    return x
+
+
+def _backbone_graph(g: _Graph, bundle: Bundle, x: str) -> str:
+    """A ResNet trunk (cnncli/backbones/resnet.py) as ONNX nodes: conv + BN pairs, the stem's
+    padded 3x3 max pool (ONNX's MaxPool never picks a pad), residual adds."""
+    from cnncli.backbones.resnet_spec import (
+        POOL_KERNEL,
+        POOL_PADDING,
+        POOL_STRIDE,
+        arch_of,
+        blocks,
+        bn_name,
+        stem,
+    )
+
+    def conv_bn(x: str, conv) -> str:
+        y = g.conv(x, bundle.params, conv.name, conv.stride, conv.padding)
+        return g.batch_norm(y, bundle, bn_name(conv))
+
+    x = g.op("Relu", [conv_bn(x, stem(bundle.channels))], "stem/relu")
+    x = g.op(
+        "MaxPool",
+        [x],
+        "stem/pool",
+        kernel_shape=[POOL_KERNEL] * 2,
+        strides=[POOL_STRIDE] * 2,
+        pads=[POOL_PADDING] * 4,
+    )
+    for block in blocks(arch_of(bundle.model.backbone)):
+        shortcut = x if block.downsample is None else conv_bn(x, block.downsample)
+        for i, conv in enumerate(block.convs):
+            x = conv_bn(x, conv)
+            if i < len(block.convs) - 1:
+                x = g.op("Relu", [x], f"{conv.name}/relu")
+        x = g.op("Add", [x, shortcut], f"{block.prefix}/add")
+        x = g.op("Relu", [x], f"{block.prefix}/relu")
+    return x
 
 
 def stablehlo_bytes(bundle: Bundle) -> bytes:

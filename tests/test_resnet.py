@@ -159,3 +159,32 @@ def test_layer_table_and_shapes_agree():
         )
         == 25.6
     )
+
+
+def test_backbone_bundle_exports_and_explains(tmp_path):
+    """A ResNet-18 bundle (random weights, randomised BN statistics): ONNX and StableHLO
+    exports verify against the Flax model, and Grad-CAM explains the last stage."""
+    from cnncli.bundle import load_bundle, save_bundle
+    from cnncli.config import RunConfig
+    from cnncli.explain import explain_image
+    from cnncli.export import export_bundle
+    from cnncli.model import init_weights
+
+    cfg = RunConfig()
+    cfg.model, cfg.data.image_size = _cfg("resnet18"), 32
+    params, stats = init_weights(cfg.model, image_size=32, channels=3, num_classes=3, seed=0)
+    rng = np.random.default_rng(0)
+    stats = {
+        k: (rng.uniform(0.5, 2, v.shape) if k.endswith("/var") else rng.normal(0, 0.3, v.shape))
+        for k, v in stats.items()
+    }
+    save_bundle(tmp_path / "model", cfg, ["a", "b", "c"], params, stats)
+    bundle = load_bundle(tmp_path)
+    for fmt in ("onnx", "stablehlo"):
+        result = export_bundle(bundle, fmt, tmp_path / "export")
+        assert result.verification.passed and result.verification.max_abs_diff < 1e-4
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    explained = explain_image(bundle.params, bundle.stats, bundle.model, image)
+    assert explained.layer_names == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert explained.cam.shape == (32, 32) and 0 <= explained.cam.min() <= explained.cam.max() <= 1
+    assert explained.feature_maps[-1].shape == (1, 1, 512)

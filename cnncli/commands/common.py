@@ -66,11 +66,12 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's input problem: shown as one line, exit 2."""
+    from cnncli.backbones.weights import WeightsError
     from cnncli.bundle import BundleError
     from cnncli.config import ConfigError
     from cnncli.data.scan import DatasetError
 
-    return (ConfigError, DatasetError, BundleError, FileNotFoundError)
+    return (ConfigError, DatasetError, BundleError, WeightsError, FileNotFoundError)
 
 
 # The disk, not the input, is the problem: full, over quota, read-only, or no permission.
