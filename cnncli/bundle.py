@@ -38,6 +38,9 @@ class Bundle:
     params: dict[str, np.ndarray]
     stats: dict[str, np.ndarray]
     meta: dict[str, Any]
+    # Multi-label models: sigmoid outputs, and each label's decision threshold (tuned on val).
+    multi_label: bool = False
+    thresholds: list[float] | None = None
 
 
 def save_bundle(
@@ -114,6 +117,7 @@ def load_bundle(path: str | Path) -> Bundle:
         raise BundleError(f"{meta_path}: malformed model metadata ({exc})") from None
     if len(classes) < 2:
         raise BundleError(f"{meta_path}: a model needs at least 2 classes")
+    multi_label, thresholds = _label_mode(meta, len(classes), meta_path)
     weights_path = directory / WEIGHTS_FILE
     try:
         tensors = load_file(str(weights_path))
@@ -145,4 +149,36 @@ def load_bundle(path: str | Path) -> Bundle:
         if not np.isfinite(array).all():
             raise BundleError(f"{weights_path}: '{name}' holds NaN or Inf values")
         (stats if kind == "stat" else params)[name] = array
-    return Bundle(directory, model_cfg, classes, image_size, channels, params, stats, meta)
+    return Bundle(
+        directory,
+        model_cfg,
+        classes,
+        image_size,
+        channels,
+        params,
+        stats,
+        meta,
+        multi_label,
+        thresholds,
+    )
+
+
+def _label_mode(meta: dict, num_classes: int, where: Path) -> tuple[bool, list[float] | None]:
+    """(multi_label, thresholds) from model.json; single-label bundles have neither key."""
+    multi_label = meta.get("multi_label", False)
+    if not isinstance(multi_label, bool):
+        raise BundleError(f"{where}: 'multi_label' must be true or false")
+    if not multi_label:
+        return False, None
+    thresholds = meta.get("thresholds", [0.5] * num_classes)
+    ok = (
+        isinstance(thresholds, list)
+        and len(thresholds) == num_classes
+        and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0.0 <= t <= 1.0
+            for t in thresholds
+        )
+    )
+    if not ok:
+        raise BundleError(f"{where}: 'thresholds' must be {num_classes} numbers in [0, 1]")
+    return True, [float(t) for t in thresholds]

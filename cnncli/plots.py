@@ -108,6 +108,11 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
             if np.isfinite(y).any():
                 ok = np.isfinite(y)
                 ax.plot(epochs[ok], y[ok], style, markersize=3, label=split)
+        val_map = _column(history, "val_map")  # multi-label runs
+        if metric == "acc" and np.isfinite(val_map).any():
+            ok = np.isfinite(val_map)
+            ax.plot(epochs[ok], val_map[ok], "-^", markersize=3, label="val mAP")
+            title = "Subset accuracy and val mAP"
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)

@@ -73,7 +73,10 @@ def collect_inputs(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, st
 def make_classifier(
     bundle: Bundle, batch_size: int, tta: bool = False
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """A compiled function uint8 batch (batch_size, S, S, C) -> class probabilities."""
+    """A compiled function uint8 batch (batch_size, S, S, C) -> class probabilities.
+
+    Softmax over the classes, or for a multi-label model one sigmoid per label.
+    """
     with _gc_paused():
         import jax
 
@@ -81,14 +84,19 @@ def make_classifier(
 
         cfg = bundle.model
 
+        def activation(logits):
+            if bundle.multi_label:
+                return jax.nn.sigmoid(logits)
+            return jax.nn.softmax(logits, axis=-1)
+
         def classify(weights, images_u8):
             params, stats = weights
             x = network.normalize(images_u8)
             logits, _ = network.forward(params, stats, cfg, x)
-            probs = jax.nn.softmax(logits, axis=-1)
+            probs = activation(logits)
             if tta:
                 flipped, _ = network.forward(params, stats, cfg, x[:, :, ::-1, :])
-                probs = 0.5 * (probs + jax.nn.softmax(flipped, axis=-1))
+                probs = 0.5 * (probs + activation(flipped))
             return probs
 
         # Weights go in as arguments, not closed-over constants: constants would be baked
@@ -249,23 +257,32 @@ def sort_into(
 def evaluate_items(
     bundle: Bundle,
     root: Path,
-    items: list[tuple[str, int]],
+    items: list[tuple[str, int | tuple[int, ...]]],
     *,
     batch_size: int = 64,
     tta: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ):
-    """Run the bundle over labelled (relative path, class index) items.
+    """Run the bundle over labelled (relative path, label) items.
 
-    Returns (log_probs (N, C), labels (N,), paths, skipped) for the images that decoded.
+    Returns (scores, labels, paths, skipped) for the images that decoded: for a single-label
+    model log-probabilities (N, C) and class indices (N,); for a multi-label model (labels
+    are tuples of class indices) sigmoid probabilities (N, C) and multi-hot targets (N, C).
     """
     paths = [str(root / rel) for rel, _ in items]
     preds = predict_paths(bundle, paths, batch_size=batch_size, tta=tta, progress=progress)
     label_of_path = {str(root / rel): label for rel, label in items}
     good = [p for p in preds if p.error is None]
     skipped = [(p.path, p.error) for p in preds if p.error is not None]
+    classes = len(bundle.classes)
+    if bundle.multi_label:
+        from cnncli.multilabel import multi_hot
+
+        targets = multi_hot([label_of_path[p.path] for p in good], classes)
+        probs = np.stack([p.probs for p in good]) if good else np.zeros((0, classes))
+        return probs.astype(np.float64), targets, [p.path for p in good], skipped
     if not good:
-        return np.zeros((0, len(bundle.classes))), np.zeros(0, np.int64), [], skipped
+        return np.zeros((0, classes)), np.zeros(0, np.int64), [], skipped
     probs = np.stack([p.probs for p in good]).astype(np.float64)
     labels = np.array([label_of_path[p.path] for p in good], np.int64)
     return np.log(np.clip(probs, 1e-12, 1.0)), labels, [p.path for p in good], skipped

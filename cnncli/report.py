@@ -101,10 +101,21 @@ def _fmt(value: float, pct: bool = False) -> str:
 class TrainingDisplay:
     """Callbacks for train.fit: a live progress bar per epoch and a growing epoch table."""
 
-    def __init__(self, console: Console, history: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        console: Console,
+        history: list[dict[str, Any]] | None = None,
+        multi_label: bool = False,
+    ):
         self.console = console
-        self.table = Table(title="training", title_justify="left")
-        for col in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "time"):
+        self.multi_label = multi_label
+        title = "training"
+        columns = ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "time"]
+        if multi_label:  # val mAP picks the best epoch
+            title = "training (acc: subset accuracy, every label right at p = 0.5)"
+            columns.insert(5, "val mAP")
+        self.table = Table(title=title, title_justify="left")
+        for col in columns:
             self.table.add_column(col, justify="right")
         for row in history or []:
             self._add(row, None, False)
@@ -131,15 +142,18 @@ class TrainingDisplay:
         self.live.__exit__(*exc)
 
     def _add(self, row: dict[str, Any], seconds: float | None, improved: bool) -> None:
-        self.table.add_row(
+        mark = " *" if improved else ""
+        cells = [
             str(row["epoch"]),
             _fmt(row["train_loss"]),
             _fmt(row["train_acc"], True),
             _fmt(row["val_loss"]),
-            _fmt(row["val_acc"], True) + (" *" if improved else ""),
-            f"{row['lr']:.2e}",
-            f"{seconds:.1f}s" if seconds is not None else "",
-        )
+            _fmt(row["val_acc"], True) + ("" if self.multi_label else mark),
+        ]
+        if self.multi_label:
+            cells.append(_fmt(row["val_map"]) + mark)
+        cells += [f"{row['lr']:.2e}", f"{seconds:.1f}s" if seconds is not None else ""]
+        self.table.add_row(*cells)
 
     def on_decode(self, done: int, total: int) -> None:
         """Progress of decoding images (epoch 1's data preparation)."""
@@ -217,6 +231,49 @@ def metrics_tables(m) -> list[Table]:
         cells = [f"{v} / {100 * v / total:.0f}%" if total else "0" for v in row]
         confusion.add_row(name, *cells)
     return [summary, per_class, confusion]
+
+
+def multilabel_tables(m) -> list[Table]:
+    """Summary and per-label tables for a MultiLabelMetrics."""
+    summary = Table(title="evaluation (multi-label)", title_justify="left")
+    columns = ("images", "BCE loss", "mAP", "subset acc", "Hamming loss", "micro F1", "macro F1")
+    for col in columns:
+        summary.add_column(col, justify="right")
+    summary.add_row(
+        str(m.n),
+        f"{m.loss:.4f}",
+        _fmt(m.map),
+        f"{100 * m.subset_accuracy:.2f}%",
+        f"{m.hamming_loss:.4f}",
+        f"{m.micro['f1']:.4f}",
+        f"{m.macro['f1']:.4f}",
+    )
+    per_label = Table(title="per label (at each label's threshold)", title_justify="left")
+    for col in ("label", "threshold", "precision", "recall", "F1", "AP", "support"):
+        per_label.add_column(col, justify="left" if col == "label" else "right")
+    for r in m.per_label:
+        per_label.add_row(
+            r.name,
+            f"{r.threshold:.3f}",
+            f"{r.precision:.4f}",
+            f"{r.recall:.4f}",
+            f"{r.f1:.4f}",
+            _fmt(r.ap),
+            str(r.support),
+        )
+    per_label.add_section()
+    for name, avg in (("micro avg", m.micro), ("macro avg", m.macro)):
+        per_label.add_row(
+            name,
+            "",
+            f"{avg['precision']:.4f}",
+            f"{avg['recall']:.4f}",
+            f"{avg['f1']:.4f}",
+            _fmt(m.map) if name == "macro avg" else "",
+            "",
+            style="bold",
+        )
+    return [summary, per_label]
 
 
 def predictions_table(rows: list[dict[str, Any]], k: int) -> Table:

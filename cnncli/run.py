@@ -140,13 +140,19 @@ def plan_from_message(message: dict[str, Any]) -> RunPlan:
 
 
 def write_metrics(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    """Rewrite metrics.csv (atomically) with one row per finished epoch."""
+    """Rewrite metrics.csv (atomically) with one row per finished epoch.
+
+    Multi-label runs have a val_map column after val_acc (which is then subset accuracy).
+    """
+    columns = METRIC_COLUMNS
+    if rows and "val_map" in rows[0]:
+        columns = (*METRIC_COLUMNS[:-1], "val_map", METRIC_COLUMNS[-1])
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow(
-            {k: (repr(float(row[k])) if k != "epoch" else int(row[k])) for k in METRIC_COLUMNS}
+            {k: (repr(float(row[k])) if k != "epoch" else int(row[k])) for k in columns}
         )
     atomic_write_text(run_dir / METRICS_FILE, buf.getvalue())
 
@@ -177,6 +183,7 @@ class RunOutcome:
     train_size: int
     val_size: int
     stopped: str = ""
+    best_val_map: float | None = None  # multi-label runs: val mAP of the best epoch
 
 
 def load_split(plan: RunPlan, split: str, progress=None, shards=None):
@@ -202,7 +209,12 @@ def load_split(plan: RunPlan, split: str, progress=None, shards=None):
         cache_dir=plan.run_dir / "cache",
         progress=progress,
     )
-    labels = np.array([items[r][1] for r in rows], np.int32)
+    if plan.dataset.multi_label:
+        from cnncli.multilabel import multi_hot
+
+        labels = multi_hot([items[r][1] for r in rows], len(plan.dataset.classes))
+    else:
+        labels = np.array([items[r][1] for r in rows], np.int32)
     ok = np.asarray(loaded.ok, bool)
     arrays = SplitArrays(select_rows(loaded.images, ok), labels[ok], rows[ok], len(items))
     return arrays, list(loaded.skipped)
@@ -220,13 +232,16 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     from cnncli.bundle import save_bundle
     from cnncli.checkpoint import NoCheckpoints, TrainCheckpoints
     from cnncli.data.loader import DataShards
-    from cnncli.train import Callbacks, EpochRow, fit
+    from cnncli.train import Callbacks, epoch_row, fit
 
     cfg, run_dir = plan.cfg, plan.run_dir
     classes = plan.dataset.classes
-    if plan.dataset.multi_label:  # step 1 of #18 lands the label files; training follows
-        raise DatasetError(f"{plan.dataset.root}: multi-label training is not available yet")
     rank, processes = distributed.process_index(), distributed.process_count()
+    if plan.dataset.multi_label and processes > 1:
+        raise DatasetError(
+            f"{plan.dataset.root}: multi-label training runs in one process (val mAP and the "
+            "thresholds need every validation image); drop --coordinator/--num-processes"
+        )
     shards = DataShards.for_process(max(cfg.train.shards, 1), rank, processes)
     checkpoints = TrainCheckpoints(run_dir / "checkpoints") if rank == 0 else NoCheckpoints()
     # The optimizer state's structure does not depend on the schedule, so one fresh state
@@ -236,12 +251,17 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     if latest is not None:
         state, meta = checkpoints.restore(latest, state)
     latest, meta = distributed.broadcast_json([latest, meta])
-    history = [EpochRow(**r) for r in meta.get("history", [])]
+    history = [epoch_row(r) for r in meta.get("history", [])]
     if latest is not None:
         state = distributed.broadcast_tree(state)
         if latest >= cfg.train.epochs or meta.get("stopped", "").startswith("no val"):
             checkpoints.close()
             rows = meta["history"]
+            if plan.dataset.multi_label:
+                best = next(r for r in rows if r["epoch"] == meta["best_epoch"])
+                outcome = RunOutcome(True, rows, best["epoch"], best["val_acc"], [], 0, 0)
+                outcome.best_val_map = best["val_map"]
+                return outcome
             best = max(rows, key=lambda r: r["val_acc"])
             return RunOutcome(True, rows, meta["best_epoch"], best["val_acc"], [], 0, 0)
 
@@ -254,8 +274,14 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
 
-    def save_best(host_state, row):
+    def save_best(host_state, row, thresholds=None):
         extra = {"epoch": row.epoch, "val_acc": row.val_acc}
+        if plan.dataset.multi_label:
+            extra.update(
+                val_map=row.val_map,
+                multi_label=True,
+                thresholds=thresholds or [0.5] * len(classes),
+            )
         save_bundle(
             run_dir / "model", cfg, classes, host_state["params"], host_state["stats"], extra
         )
@@ -298,6 +324,9 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         len(val),
     )
     outcome.stopped = result.stopped_early
+    if plan.dataset.multi_label:
+        best = next(r for r in result.history if r.epoch == result.best_epoch)
+        outcome.best_val_map = best.val_map
     return outcome
 
 
@@ -316,7 +345,11 @@ def write_samples(
     if augment_fn is not None:
         images = jax.jit(augment_fn)(jax.random.key(seed), images)
         images = np.clip(np.asarray(images), 0, 255).round().astype(np.uint8)
-    plot_image_grid(images, [classes[i] for i in labels], path)
+    if labels.ndim == 2:  # multi-hot: the names joined by ';'
+        names = [";".join(c for c, on in zip(classes, row, strict=True) if on) for row in labels]
+    else:
+        names = [classes[i] for i in labels]
+    plot_image_grid(images, names, path)
 
 
 def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict[str, Any]:
@@ -388,7 +421,8 @@ def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float
         return min_lr * (max_lr / min_lr) ** (step / (steps - 1))
 
     tx = make_optimizer(cfg.train, 1, schedule=schedule)
-    train_step, _ = make_steps(cfg, tx, make_augment(ops) if ops else None)
+    augment_fn = make_augment(ops) if ops else None
+    train_step, _ = make_steps(cfg, tx, augment_fn, multi_label=plan.dataset.multi_label)
     state = jax.tree_util.tree_map(jnp.asarray, _fresh_state(cfg, len(plan.dataset.classes), 1))
     state["opt"] = tx.init(state["params"])
     key = jax.random.key(cfg.train.seed)

@@ -43,6 +43,35 @@ class EpochRow:
     def as_dict(self) -> dict[str, float]:
         return dict(vars(self))
 
+    @property
+    def score(self) -> float:
+        """What picks the best epoch: val accuracy."""
+        return self.val_acc
+
+
+@dataclass
+class MultiLabelRow(EpochRow):
+    """An epoch in multi-label mode: accuracies are subset accuracy (every label right at
+    0.5), and val_map (val mean average precision) picks the best epoch, because it needs no
+    threshold (thresholds are tuned on val after each epoch) and moves smoothly while
+    subset accuracy stays near 0 on many-label data."""
+
+    val_map: float = float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        row = dict(vars(self))
+        lr = row.pop("lr")
+        return {**row, "lr": lr}  # metrics.csv order: ..., val_acc, val_map, lr
+
+    @property
+    def score(self) -> float:
+        return self.val_map
+
+
+def epoch_row(values: dict[str, float]) -> EpochRow:
+    """An EpochRow (or MultiLabelRow, when it has val_map) from its as_dict()."""
+    return MultiLabelRow(**values) if "val_map" in values else EpochRow(**values)
+
 
 @dataclass
 class FitResult:
@@ -124,20 +153,55 @@ def weighted_loss(logits, labels, mask, *, smoothing: float = 0.0, class_weights
     return (per_sample * weight).sum() / jnp.maximum(weight.sum(), 1e-12), per_sample * mask
 
 
+def multilabel_class_weights(targets: np.ndarray) -> np.ndarray:
+    """(2, C) weights of a negative and a positive of each label: N / (2 n) per label.
+
+    The single-label N / (C n_c) applied to each label's two classes (absent, present), so
+    the positives and the negatives of every label carry the same total weight.
+    """
+    targets = np.asarray(targets, np.float64)
+    positives = targets.sum(axis=0)
+    counts = np.stack([len(targets) - positives, positives])
+    weights = len(targets) / (2.0 * np.maximum(counts, 1.0))
+    return np.where(counts > 0, weights, 0.0).astype(np.float32)
+
+
+def multilabel_loss(logits, targets, mask, *, smoothing: float = 0.0, class_weights=None):
+    """Mean sigmoid binary cross-entropy over the real (mask 1) samples and every label.
+
+    targets are multi-hot (batch, C). Label smoothing treats each label as a two-class
+    problem (y -> y (1 - s) + s / 2). With class_weights w (2, C), each (sample, label)
+    term is weighted w[y, label] and the loss is sum(w * bce) / sum(w). Returns (loss,
+    per-sample mean BCE times mask).
+    """
+    smoothed = targets * (1.0 - smoothing) + 0.5 * smoothing if smoothing else targets
+    bce = optax.sigmoid_binary_cross_entropy(logits, smoothed)
+    weight = jnp.broadcast_to(mask[:, None], bce.shape)
+    if class_weights is not None:
+        w = jnp.asarray(class_weights)
+        weight = weight * jnp.where(targets > 0.5, w[1], w[0])
+    loss = (bce * weight).sum() / jnp.maximum(weight.sum(), 1e-12)
+    return loss, bce.mean(axis=-1) * mask
+
+
 def make_steps(
     cfg: RunConfig,
     tx: optax.GradientTransformation,
     augment_fn: Callable | None,
     class_weights: np.ndarray | None = None,
+    multi_label: bool = False,
 ):
     """Build (train_step, eval_step), both jax.jit-compiled pure functions.
 
     train_step(state, images_u8, labels, mask, key) -> (state, (loss_sum, correct, count))
     eval_step(state, images_u8) -> logits
     Augmentation runs only inside train_step: evaluation always sees the plain images.
+    With multi_label, labels are multi-hot (batch, C) floats, the loss is multilabel_loss
+    and `correct` counts images with every label right at probability 0.5.
     """
     model_cfg = cfg.model
     smoothing = cfg.train.label_smoothing
+    loss_fn = multilabel_loss if multi_label else weighted_loss
 
     def loss_terms(params, stats, images_u8, labels, mask, key):
         aug_key, drop_key = jax.random.split(key)
@@ -146,10 +210,14 @@ def make_steps(
         logits, new_stats = network.forward(
             params, stats, model_cfg, x, train=True, key=drop_key, mask=mask
         )
-        loss, per_sample = weighted_loss(
+        loss, per_sample = loss_fn(
             logits, labels, mask, smoothing=smoothing, class_weights=class_weights
         )
-        correct = ((logits.argmax(-1) == labels) * mask).sum()
+        if multi_label:
+            right = ((logits > 0) == (labels > 0.5)).all(axis=-1)
+        else:
+            right = logits.argmax(-1) == labels
+        correct = (right * mask).sum()
         return loss, (new_stats, per_sample.sum(), correct)
 
     def train_step(state, images_u8, labels, mask, key):
@@ -216,6 +284,23 @@ def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Pl
     return float(loss_sum / count), float(correct / count)
 
 
+def _validate_multilabel(eval_step, state, val: SplitArrays, batch_size: int, placement):
+    """(mean BCE, subset accuracy at 0.5, mAP, probabilities) on the validation split.
+
+    One process only: mAP and the thresholds need every validation image's outputs.
+    """
+    from cnncli import multilabel
+
+    if not len(val):
+        nan = float("nan")
+        return nan, nan, nan, np.zeros((0, 0))
+    probs = multilabel.sigmoid(predict_logits(eval_step, state, val.images, batch_size, placement))
+    targets = val.labels > 0.5
+    subset = float(((probs >= 0.5) == targets).all(axis=1).mean())
+    loss = multilabel.binary_cross_entropy(probs, targets)
+    return loss, subset, multilabel.mean_average_precision(probs, targets), probs
+
+
 def to_numpy(tree: Any) -> Any:
     """Device arrays -> numpy (for saving). Replicated arrays that span other processes'
     devices are read from this process's own copy."""
@@ -251,18 +336,26 @@ def fit(
 
     In a multi-process run, `train` and `val` hold this process's shards; only process 0
     has real `checkpoints` and `on_improved`, and it decides when to stop.
+
+    Multi-label mode (multi-hot train.labels): the best epoch has the highest val mAP, and
+    on_improved(state, row, thresholds) also gets the per-label thresholds tuned on val.
     """
     t = cfg.train
     cb = callbacks or Callbacks()
     shards = shards or DataShards()
     steps = shards.steps(train, t.batch_size)
     schedule = make_schedule(t, steps)
+    multi_label = train.labels.ndim == 2
     weights = None
-    if t.class_weights == "auto":
+    if t.class_weights == "auto" and multi_label:
+        weights = multilabel_class_weights(train.labels)
+    elif t.class_weights == "auto":
         classes = num_classes or int(train.labels.max()) + 1
         counts = distributed.sum_over_processes(np.bincount(train.labels, minlength=classes))
         weights = class_weights_from_counts(counts)
-    train_step, eval_step = make_steps(cfg, make_optimizer(t, steps), augment_fn, weights)
+    train_step, eval_step = make_steps(
+        cfg, make_optimizer(t, steps), augment_fn, weights, multi_label
+    )
     placement = Placement(t.devices)
     if t.batch_size % placement.count:
         raise ValueError(
@@ -270,9 +363,10 @@ def fit(
         )
     state = placement.state(init_state)
     result = FitResult(history=list(history or []))
+    best_score = 0.0
     for row in result.history:
-        if row.val_acc > result.best_val_acc or result.best_epoch == 0:
-            result.best_epoch, result.best_val_acc = row.epoch, row.val_acc
+        if row.score > best_score or result.best_epoch == 0:
+            result.best_epoch, result.best_val_acc, best_score = row.epoch, row.val_acc, row.score
     base_key = jax.random.key(t.seed)
     session_start = time.perf_counter()
     for epoch in range(start_epoch + 1, t.epochs + 1):
@@ -290,21 +384,27 @@ def fit(
             cb,
             placement,
         )
-        val_loss, val_acc = _validate(eval_step, state, val, t.batch_size, placement)
-        row = EpochRow(
-            epoch,
-            loss_sum / max(count, 1.0),
-            correct / max(count, 1.0),
-            val_loss,
-            val_acc,
-            float(schedule(epoch * steps - 1)),
-        )
+        train_loss, train_acc = loss_sum / max(count, 1.0), correct / max(count, 1.0)
+        lr = float(schedule(epoch * steps - 1))
+        thresholds = None
+        if multi_label:
+            val_loss, val_acc, val_map, val_probs = _validate_multilabel(
+                eval_step, state, val, t.batch_size, placement
+            )
+            row = MultiLabelRow(epoch, train_loss, train_acc, val_loss, val_acc, lr, val_map)
+        else:
+            val_loss, val_acc = _validate(eval_step, state, val, t.batch_size, placement)
+            row = EpochRow(epoch, train_loss, train_acc, val_loss, val_acc, lr)
         result.history.append(row)
-        improved = result.best_epoch == 0 or val_acc > result.best_val_acc
+        improved = result.best_epoch == 0 or row.score > best_score
         if improved:
-            result.best_epoch, result.best_val_acc = epoch, val_acc
+            result.best_epoch, result.best_val_acc, best_score = epoch, val_acc, row.score
+            if multi_label and len(val):
+                from cnncli.multilabel import tune_thresholds
+
+                thresholds = tune_thresholds(val_probs, val.labels)
         result.stopped_early = distributed.broadcast_json(
-            _stop_reason(t, epoch, result.best_epoch, session_start, started)
+            _stop_reason(t, epoch, result.best_epoch, session_start, started, multi_label)
         )
         host_state = to_numpy(state)
         # Never checkpoint (or save as model/) weights that overflowed in the last step.
@@ -324,9 +424,9 @@ def fit(
         # model/ and metrics.csv first, the checkpoint last: a run killed in between repeats
         # this epoch on resume and rewrites them with the same bytes.
         if improved and on_improved is not None:
-            on_improved(host_state, row)
+            on_improved(host_state, row, *([thresholds] if multi_label else []))
         cb.on_epoch_end(row, time.perf_counter() - started, improved)
-        checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(val_acc) else val_acc)
+        checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(row.score) else row.score)
         if result.stopped_early:
             break
     final = to_numpy(state)
@@ -335,13 +435,19 @@ def fit(
 
 
 def _stop_reason(
-    t: TrainConfig, epoch: int, best_epoch: int, session_start: float, epoch_start: float
+    t: TrainConfig,
+    epoch: int,
+    best_epoch: int,
+    session_start: float,
+    epoch_start: float,
+    multi_label: bool = False,
 ) -> str:
     """'' to go on, or why training stops after this epoch (patience or time limit)."""
     if epoch >= t.epochs:
         return ""
     if t.patience and epoch - best_epoch >= t.patience:
-        return f"no val accuracy gain for {t.patience} epochs (--patience)"
+        what = "mAP" if multi_label else "accuracy"
+        return f"no val {what} gain for {t.patience} epochs (--patience)"
     now = time.perf_counter()
     # Stop when the next epoch (as long as this one) would end past the limit.
     if t.time_limit and (now - session_start) + (now - epoch_start) > t.time_limit * 60:

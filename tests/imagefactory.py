@@ -176,3 +176,33 @@ def make_class_tree(
             Image.fromarray(pixels).save(path, **({"quality": 90} if ext == ".jpg" else {}))
             written[name].append(path)
     return written
+
+
+MULTI_COLOURS = {"red": (230, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 230)}
+
+
+def make_multilabel_images(
+    root: str | Path, count: int, size: int = 16, seed: int = 0
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Write root/img/NNN.png with one to three coloured quadrants on black (plus noise).
+
+    Each colour of MULTI_COLOURS is present with probability 1/2, in its own quadrant (at
+    least one); an image's labels are its colours. Returns [(relative path, labels)].
+    """
+    root = Path(root)
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = list(MULTI_COLOURS)
+    half = size // 2
+    rows = []
+    for i in range(count):
+        present = [n for n in names if rng.random() < 0.5] or [names[i % len(names)]]
+        quadrants = rng.permutation(4)[: len(present)]
+        pixels = rng.integers(0, 30, size=(size, size, 3)).astype(np.int16)
+        for name, q in zip(present, quadrants, strict=True):
+            y, x = divmod(int(q), 2)
+            pixels[y * half : (y + 1) * half, x * half : (x + 1) * half] += MULTI_COLOURS[name]
+        rel = f"img/{i:03d}.png"
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / rel)
+        rows.append((rel, tuple(sorted(present))))
+    return rows

@@ -22,11 +22,12 @@ def _eval_items(bundle, data_dir: Path | None, labels=None):
     """(root, items with model class indices, notes) for eval: DIR (class folders or a
     labels file), or the run's own val split."""
     import json
+    from dataclasses import replace
 
     from rich.markup import escape
 
     from cnncli.data.labels import load_labelled, skipped_rows
-    from cnncli.data.scan import DatasetError, read_manifest
+    from cnncli.data.scan import DatasetError, as_multi_label, read_manifest
     from cnncli.run import MANIFEST_FILE, RUN_FILE
 
     notes: list[str] = []
@@ -44,8 +45,17 @@ def _eval_items(bundle, data_dir: Path | None, labels=None):
         index = {
             name: bundle.classes.index(name) for name in dataset.classes if name in bundle.classes
         }
+        if bundle.multi_label:
+            dataset = as_multi_label(dataset)
+            items = dataset.splits[split]
+            mapped = [(p, tuple(sorted(index[dataset.classes[i]] for i in t))) for p, t in items]
+            return dataset.root, mapped, notes
         return dataset.root, [(p, index[dataset.classes[i]]) for p, i in items], notes
-    dataset = load_labelled(data_dir, labels)
+    dataset = load_labelled(data_dir, replace(labels, multi_label=bundle.multi_label))
+    if dataset.multi_label and not bundle.multi_label:
+        raise DatasetError(
+            f"{labels.file}: images with several labels, but {bundle.path} is a single-label model"
+        )
     notes += [f"[yellow]skipped {escape(line)}[/yellow]" for line in skipped_rows(dataset)]
     unknown = [c for c in dataset.classes if c not in bundle.classes]
     if unknown:
@@ -57,7 +67,11 @@ def _eval_items(bundle, data_dir: Path | None, labels=None):
     missing = [c for c in bundle.classes if c not in dataset.classes]
     if missing:
         notes.append(f"classes with no images in {dataset.root}: {', '.join(missing)}")
-    items = [(p, bundle.classes.index(dataset.classes[i])) for p, i in dataset.splits["eval"]]
+    to_model = [bundle.classes.index(name) for name in dataset.classes]
+    if bundle.multi_label:
+        items = [(p, tuple(sorted(to_model[i] for i in t))) for p, t in dataset.splits["eval"]]
+    else:
+        items = [(p, to_model[i]) for p, i in dataset.splits["eval"]]
     return dataset.root, items, notes
 
 
@@ -89,10 +103,13 @@ def eval_(
     ] = False,
     json_out: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
-    labels: LabelsOpt = None,
+    labels_file: LabelsOpt = None,
     label_delimiter: LabelDelimiterOpt = ";",
 ) -> None:
-    """Evaluate a trained model: accuracy, top-k, per-class precision/recall/F1, confusion matrix."""
+    """Evaluate a trained model: accuracy, top-k, per-class precision/recall/F1, confusion matrix.
+
+    Multi-label models: per-label precision/recall/F1/AP, mAP, subset accuracy, Hamming loss.
+    """
     configure_xla()
     with handled_errors():
         import csv
@@ -111,9 +128,9 @@ def eval_(
         console = make_console(to_stderr=json_out, quiet=quiet)
         if top_k is not None and top_k < 1:
             raise fail("--top-k must be >= 1")
-        if labels is not None and data_dir is None:
+        if labels_file is not None and data_dir is None:
             raise fail("--labels FILE needs the DIR its paths are relative to")
-        source = label_options(labels, label_delimiter, False)
+        source = label_options(labels_file, label_delimiter, False)
         bundle = load_bundle(model)
         root, items, notes = _eval_items(bundle, data_dir, source)
         for note in notes:
@@ -132,13 +149,18 @@ def eval_(
             console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
         if len(labels) == 0:
             raise fail(f"{root}: none of the {len(items)} images could be decoded", 1)
-        metrics = compute_metrics(logits, labels, bundle.classes, k=top_k)
         out_dir = out or (
             bundle.path.parent / "eval"
             if (bundle.path.parent / "run.json").is_file()
             else Path("eval")
         )
         out_dir.mkdir(parents=True, exist_ok=True)
+        if bundle.multi_label:
+            _report_multilabel(
+                console, bundle, root, logits, labels, paths, skipped, out_dir, json_out
+            )
+            return
+        metrics = compute_metrics(logits, labels, bundle.classes, k=top_k)
         result = {
             **metrics.to_dict(),
             "model": str(bundle.path),
@@ -167,3 +189,41 @@ def eval_(
         )
         if json_out:
             print(json.dumps(result, ensure_ascii=False))
+
+
+def _report_multilabel(
+    console, bundle, root, probs, targets, paths, skipped, out_dir, json_out: bool
+) -> None:
+    """Multi-label eval: metrics at the bundle's thresholds, metrics.json, misclassified.csv."""
+    import csv
+    import io
+    import json
+
+    from cnncli.atomic import atomic_write_text
+    from cnncli.multilabel import compute_multilabel_metrics, mistaken_rows
+    from cnncli.report import multilabel_tables
+
+    metrics = compute_multilabel_metrics(probs, targets, bundle.classes, bundle.thresholds)
+    result = {
+        **metrics.to_dict(),
+        "model": str(bundle.path),
+        "data": str(root),
+        "skipped": [{"path": p, "reason": r} for p, r in skipped],
+    }
+    atomic_write_text(
+        out_dir / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+    )
+    buf = io.StringIO()
+    fields = ["path", "true", "predicted", "missed", "extra", "wrong"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(mistaken_rows(paths, probs, targets, bundle.classes, metrics.thresholds))
+    atomic_write_text(out_dir / "misclassified.csv", buf.getvalue())
+    for table in multilabel_tables(metrics):
+        console.print(table)
+    console.print(
+        f"{len(skipped)} file(s) skipped; wrote metrics.json, misclassified.csv to "
+        f"[bold]{out_dir}[/bold]"
+    )
+    if json_out:
+        print(json.dumps(result, ensure_ascii=False))

@@ -456,7 +456,7 @@ def _run_training(
     )
     from cnncli.train import TrainingDiverged
 
-    display = TrainingDisplay(console)
+    display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
     try:
         with display, _StopOnCtrlC(display) as guarded:
             outcome = execute_run(plan, guarded, guarded.on_decode)
@@ -490,6 +490,9 @@ def _run_training(
         "already_finished": outcome.finished_before,
         "stopped_early": outcome.stopped,
     }
+    if plan.dataset.multi_label:  # best_val_acc is then the best epoch's subset accuracy
+        summary["multi_label"] = True
+        summary["best_val_map"] = outcome.best_val_map
     if rank == 0:
         write_summary(plan.run_dir, summary)
     if processes > 1:
@@ -499,7 +502,14 @@ def _run_training(
             "train_images": outcome.train_size,  # decoded by this process (its shards)
             "val_images": outcome.val_size,
         }
-    if not outcome.finished_before:
+    if not outcome.finished_before and plan.dataset.multi_label:
+        console.print(
+            f"best val mAP {outcome.best_val_map:.4f} (subset accuracy "
+            f"{100 * outcome.best_val_acc:.1f}%) at epoch {outcome.best_epoch}; "
+            f"{len(outcome.skipped)} file(s) skipped; model and per-label thresholds saved to "
+            f"[bold]{plan.run_dir / 'model'}[/bold]"
+        )
+    elif not outcome.finished_before:
         console.print(
             f"best val acc {100 * outcome.best_val_acc:.1f}% at epoch {outcome.best_epoch}; "
             f"{len(outcome.skipped)} file(s) skipped; model saved to [bold]{plan.run_dir / 'model'}[/bold]"

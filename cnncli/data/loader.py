@@ -22,7 +22,9 @@ from cnncli.config import ConfigError
 
 @dataclass
 class SplitArrays:
-    """Images (uint8 NHWC, in memory or memory-mapped) and integer labels of one split.
+    """Images (uint8 NHWC, in memory or memory-mapped) and labels of one split.
+
+    labels: class indices (n,), or in multi-label mode multi-hot float32 rows (n, C).
 
     rows: each image's row in the split's manifest (default 0..n-1), which fixes its shard;
     manifest_size: rows in the manifest, decodable or not, on every process (default n).
@@ -86,8 +88,12 @@ def _draw(labels: np.ndarray, rng: np.random.Generator, balanced: bool) -> np.nd
     n = len(labels)
     if not balanced:
         return rng.permutation(n)
-    counts = np.bincount(labels)
-    p = 1.0 / counts[labels]
+    if labels.ndim == 2:  # multi-hot: an image is drawn as often as its rarest label wants
+        counts = labels.sum(axis=0)
+        p = (labels / np.maximum(counts, 1.0)).max(axis=1)
+    else:
+        counts = np.bincount(labels)
+        p = 1.0 / counts[labels]
     return rng.choice(n, size=n, replace=True, p=p / p.sum())
 
 
@@ -143,7 +149,8 @@ def gather(split: SplitArrays, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     order = np.argsort(idx, kind="stable")
     images = np.empty((len(idx), *split.images.shape[1:]), np.uint8)
     images[order] = split.images[idx[order]]
-    return images, split.labels[idx].astype(np.int32)
+    labels = split.labels[idx]
+    return images, labels if labels.ndim == 2 else labels.astype(np.int32)
 
 
 class Placement:
