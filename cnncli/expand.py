@@ -26,9 +26,11 @@ from PIL import Image
 from cnncli import augment
 from cnncli.atomic import atomic_write_bytes, atomic_write_text
 from cnncli.data.decode import DecodeError, open_image
-from cnncli.data.scan import Dataset, scan_dataset
+from cnncli.data.labels import LabelOptions, load_as_given, skipped_rows
+from cnncli.data.scan import Dataset, label_name, scan_dataset
 
 MANIFEST_NAME = "augment_manifest.csv"
+LABELS_NAME = "labels.csv"  # written when the labels came from a file (--labels)
 MANIFEST_HEADER = ("output", "source", "split", "class", "kind", "k", "seed", "ops", "params")
 JPEG_QUALITY = 95
 # Pixels per device batch (padded); bounds memory for large photos.
@@ -94,14 +96,16 @@ class ExpandResult:
     written: int = 0
     unchanged: int = 0
     removed: int = 0
+    skipped_rows: list[str] = field(default_factory=list)  # unusable rows of --labels FILE
 
 
 @dataclass(frozen=True)
 class _Source:
     rel: str
     split: str
-    class_name: str
+    class_name: str  # multi-label: the names joined by ';'
     augment: bool
+    labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,14 +178,22 @@ def _sources(dataset: Dataset, all_splits: bool) -> list[_Source]:
     """Every image, marked with whether it is augmented (flat: all; split: train/ unless all).
 
     The split is the image's top folder, not the scan's split: a split layout without val/
-    is split by the scan, but all of train/ is still training data.
+    is split by the scan, but all of train/ is still training data. A labels file's rows
+    keep the split its split column gives (load_as_given); without one all are augmented.
     """
     found: list[_Source] = []
-    for items in dataset.splits.values():
+    for split_name, items in dataset.splits.items():
         for rel, label in items:
-            split = rel.split("/", 1)[0] if dataset.layout == "split" else ""
-            augment_it = dataset.layout == "flat" or all_splits or split.lower() == "train"
-            found.append(_Source(rel, split, dataset.classes[label], augment_it))
+            indices = label if isinstance(label, tuple) else (label,)
+            names = tuple(dataset.classes[i] for i in indices)
+            if dataset.layout == "labels":
+                split = split_name
+                augment_it = split in ("", "train") or all_splits
+            else:
+                split = rel.split("/", 1)[0] if dataset.layout == "split" else ""
+                augment_it = dataset.layout == "flat" or all_splits or split.lower() == "train"
+            class_name = label_name(dataset.classes, label)
+            found.append(_Source(rel, split, class_name, augment_it, names))
     return sorted(found, key=lambda s: s.rel)
 
 
@@ -435,17 +447,29 @@ def expand_dataset(
     all_splits: bool = False,
     fill: str = "reflect",
     progress: ProgressFn | None = None,
+    labels: LabelOptions | None = None,
 ) -> ExpandResult:
     """Write augmented copies of SRC's images into OUT, plus OUT/augment_manifest.csv.
 
     Exactly one of per_image (K new images per original) or target_per_class (top every
-    class up to N images) is given. Raises ExpandError (or DatasetError from the scan).
+    class up to N images) is given. With `labels` (a labels file over SRC) every output
+    keeps its source's labels, listed in OUT/labels.csv (path, labels[, split]) for
+    `cnn train OUT --labels OUT/labels.csv`. Raises ExpandError (or DatasetError).
     """
     ops = _check_args(per_image, target_per_class, ops, fill)
     if not 0 <= seed < 1 << 32:
         raise ExpandError(f"--seed must be in 0..{(1 << 32) - 1}, got {seed}")
     src_root, out_root = _check_roots(src, out)
-    dataset = scan_dataset(src_root)
+    if labels is not None and labels.file is not None:
+        dataset = load_as_given(src_root, labels)
+        if dataset.multi_label and target_per_class is not None:
+            raise ExpandError(
+                "--target-per-class tops up single-label classes; with several labels per "
+                "image use --per-image K"
+            )
+        _check_labels_target(out_root)
+    else:
+        dataset = scan_dataset(src_root)
     sources = _sources(dataset, all_splits)
     shapes, skipped = _probe(src_root, sources, progress)
     jobs, counts = _plan(sources, shapes, per_image, target_per_class)
@@ -461,9 +485,12 @@ def expand_dataset(
         counts=counts,
         copied_other_splits=sum(1 for s in copies if not s.augment),
         skipped=skipped,
+        skipped_rows=skipped_rows(dataset),
     )
     try:
         _write_all(result, sources, copies, jobs, shapes, previous, ops, seed, fill, progress)
+        if dataset.label_source is not None:
+            _write_labels(out_root, result.rows, sources, dataset, labels.delimiter)
     except OSError as exc:
         where = exc.filename or out_root
         raise ExpandError(f"{where}: cannot write ({exc.strerror or exc})") from None
@@ -523,6 +550,32 @@ def _write_all(
     rows.sort(key=lambda r: r.output)
     _write_manifest(result.manifest, rows)
     result.written, result.unchanged = writer.written, writer.unchanged
+
+
+def _check_labels_target(out_root: Path) -> None:
+    """OUT/labels.csv may only be replaced when it is a previous augment run's."""
+    if (out_root / LABELS_NAME).exists() and not (out_root / MANIFEST_NAME).exists():
+        raise ExpandError(
+            f"{out_root / LABELS_NAME}: already exists and OUT holds no {MANIFEST_NAME}; "
+            "pick an empty OUT"
+        )
+
+
+def _write_labels(
+    out_root: Path, rows: list[ManifestRow], sources: list[_Source], dataset, delimiter: str
+) -> None:
+    """OUT/labels.csv: every output's path (relative to OUT), its source's labels and,
+    when the labels file had one, its split."""
+    by_rel = {s.rel: s for s in sources}
+    with_split = bool(dataset.label_source.get("split_column"))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "labels", *(["split"] if with_split else [])])
+    for row in sorted(rows, key=lambda r: r.output):
+        source = by_rel[row.source]
+        cells = [row.output, delimiter.join(source.labels)]
+        writer.writerow(cells + ([source.split] if with_split else []))
+    atomic_write_text(out_root / LABELS_NAME, buffer.getvalue())
 
 
 def preview_target(src: str | Path, path: str | Path) -> Path:

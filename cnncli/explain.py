@@ -82,14 +82,18 @@ def explain_image(
     cfg: ModelConfig,
     image_u8: np.ndarray,
     class_index: int | None = None,
+    multi_label: bool = False,
 ) -> Explanation:
-    """Explain one decoded uint8 (S, S, C) image; class_index None means the predicted class."""
+    """Explain one decoded uint8 (S, S, C) image; class_index None means the predicted class.
+
+    With multi_label, probs are per-label sigmoid probabilities (predicted: the likeliest).
+    """
     image_u8 = np.asarray(image_u8)
     if image_u8.ndim != 3 or image_u8.shape[0] != image_u8.shape[1]:
         raise ValueError(f"need a square (S, S, C) image, got shape {image_u8.shape}")
     x = normalize(jnp.asarray(image_u8)[None])
     logits, _, features = forward(params, stats, cfg, x, train=False, return_features=True)
-    probs = jax.nn.softmax(logits[0])
+    probs = jax.nn.sigmoid(logits[0]) if multi_label else jax.nn.softmax(logits[0])
     predicted = int(jnp.argmax(probs))
     target = predicted if class_index is None else int(class_index)
     if not 0 <= target < probs.shape[0]:
@@ -105,3 +109,19 @@ def explain_image(
         layer_names=feature_names(cfg, len(features)),
         filters=np.asarray(params["conv1/kernel"]),
     )
+
+
+def label_cams(
+    params: dict[str, jax.Array], cfg: ModelConfig, explanation: Explanation, indices: list[int]
+) -> dict[int, np.ndarray]:
+    """Grad-CAM per class index (multi-label: one map per label), upsampled like `cam`,
+    from the explanation's last feature map; the explained class reuses its own map."""
+    features = jnp.asarray(explanation.feature_maps[-1])[None]
+    size = explanation.cam.shape[0]
+    cams = {}
+    for index in indices:
+        if index == explanation.class_index:
+            cams[index] = explanation.cam
+        else:
+            cams[index] = np.asarray(upsample(grad_cam(params, cfg, features, index), size))
+    return cams

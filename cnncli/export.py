@@ -7,6 +7,8 @@ to read, needs no converter, and runs on any onnxruntime since 1.13. StableHLO a
 `jax.export` of the pure forward pass with the weights as constants. Both take uint8 NHWC
 images with a dynamic batch dimension and normalise inside (x / 127.5 - 1), and both
 return (logits, probs). Dropout is absent and batch norm uses its running statistics.
+Multi-label models return sigmoid probabilities, and labels.json carries each label's
+decision threshold.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def write_export(
     from cnncli.atomic import atomic_write_bytes, atomic_write_text
 
     out_dir = Path(out_dir)
-    labels = json.dumps(bundle.classes, indent=2, ensure_ascii=False) + "\n"
+    labels = json.dumps(labels_json(bundle), indent=2, ensure_ascii=False) + "\n"
     spec = json.dumps(preprocess_spec(bundle), indent=2, ensure_ascii=False) + "\n"
     _refuse_mismatched_sidecars(out_dir, fmt, labels, spec)
     try:
@@ -140,6 +142,18 @@ def _refuse_mismatched_sidecars(out_dir: Path, fmt: str, labels: str, spec: str)
                 )
 
 
+def labels_json(bundle: Bundle) -> list[str] | dict:
+    """labels.json: the class names in output order; for a multi-label model an object with
+    the names, multi_label true and each label's threshold (`probs >= thresholds`)."""
+    if not bundle.multi_label:
+        return list(bundle.classes)
+    return {
+        "classes": list(bundle.classes),
+        "multi_label": True,
+        "thresholds": list(bundle.thresholds or [0.5] * len(bundle.classes)),
+    }
+
+
 def preprocess_spec(bundle: Bundle) -> dict:
     """The input contract of both exported formats, written as preprocess.json."""
     from cnncli.data.decode import RESIZE_POLICY
@@ -159,6 +173,17 @@ def preprocess_spec(bundle: Bundle) -> dict:
         "normalize": "inside the model: x / 127.5 - 1 (do not normalise before)",
         "outputs": {"logits": ["batch", len(bundle.classes)], "probs": "softmax of logits"},
         "labels": f"{LABELS_FILE}: class names in output order",
+    } | (_multi_label_outputs(bundle) if bundle.multi_label else {})
+
+
+def _multi_label_outputs(bundle: Bundle) -> dict:
+    return {
+        "outputs": {
+            "logits": ["batch", len(bundle.classes)],
+            "probs": "sigmoid of logits: one independent probability per label",
+        },
+        "labels": f"{LABELS_FILE}: class names in output order and each label's threshold "
+        "(a label is present when probs >= its threshold)",
     }
 
 
@@ -243,7 +268,10 @@ def onnx_model(bundle: Bundle):
     for j in range(1, len(cfg.dense) + 1):
         x = g.op("Relu", [g.dense(x, params, f"dense{j}")], f"dense{j}_relu")
     g.dense(x, params, "logits")
-    g.op("Softmax", ["logits"], "probs", axis=-1)
+    if bundle.multi_label:
+        g.op("Sigmoid", ["logits"], "probs")
+    else:
+        g.op("Softmax", ["logits"], "probs", axis=-1)
     graph = helper.make_graph(
         g.nodes,
         "cnn",
@@ -261,9 +289,11 @@ def onnx_model(bundle: Bundle):
         doc_string=f"uint8 NHWC images (batch, {s}, {s}, {c}) -> logits, probs; see {PREPROCESS_FILE}",
     )
     model.ir_version = ONNX_IR_VERSION
-    helper.set_model_props(
-        model, {"classes": json.dumps(bundle.classes), "image_size": str(s), "channels": str(c)}
-    )
+    props = {"classes": json.dumps(bundle.classes), "image_size": str(s), "channels": str(c)}
+    if bundle.multi_label:
+        props["multi_label"] = "true"
+        props["thresholds"] = json.dumps(labels_json(bundle)["thresholds"])
+    helper.set_model_props(model, props)
     return model
 
 
@@ -341,6 +371,8 @@ def stablehlo_bytes(bundle: Bundle) -> bytes:
 
     def infer(images_u8):
         logits, _ = network.forward(params, stats, cfg, network.normalize(images_u8))
+        if bundle.multi_label:
+            return logits, jax.nn.sigmoid(logits)
         return logits, jax.nn.softmax(logits, axis=-1)
 
     s, c = bundle.image_size, bundle.channels

@@ -1,7 +1,8 @@
 """Exported models (ONNX, StableHLO) loaded for prediction, with neither flax nor the model code.
 
 An export folder holds model.onnx and/or model.stablehlo plus labels.json (class names in
-output order) and preprocess.json (input size, channels, decode rules). Both model files
+output order; for a multi-label model an object with the names and per-label thresholds,
+and probs are sigmoid probabilities) and preprocess.json (input size, channels, decode rules). Both model files
 take uint8 NHWC images of shape (batch, S, S, C) with any batch size, normalise inside,
 and return (logits, probs). onnxruntime is imported only for .onnx files, jax only for
 .stablehlo files.
@@ -44,6 +45,8 @@ class ExportedModel:
     image_size: int
     channels: int
     run: Runner
+    multi_label: bool = False
+    thresholds: list[float] | None = None
 
     def classifier(self, batch_size: int, tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:
         """uint8 batch -> class probabilities, like predict.make_classifier (optionally + flip)."""
@@ -101,6 +104,8 @@ def read_sidecars(folder: Path) -> tuple[list[str], int, int]:
         raise ExportError(
             f"{folder}: unreadable {LABELS_FILE} or {PREPROCESS_FILE} ({exc})"
         ) from None
+    if isinstance(classes, dict):  # a multi-label model's labels.json (see read_label_mode)
+        classes = classes.get("classes")
     if (
         not isinstance(classes, list)
         or len(classes) < 2
@@ -116,6 +121,30 @@ def read_sidecars(folder: Path) -> tuple[list[str], int, int]:
     return classes, image_size, channels
 
 
+def read_label_mode(folder: Path, num_classes: int) -> tuple[bool, list[float] | None]:
+    """(multi_label, thresholds) from labels.json: a plain list is a single-label model."""
+    labels_path = folder / LABELS_FILE
+    spec = json.loads(labels_path.read_text(encoding="utf-8"))
+    if not isinstance(spec, dict):
+        return False, None
+    thresholds = spec.get("thresholds")
+    ok = (
+        spec.get("multi_label") is True
+        and isinstance(thresholds, list)
+        and len(thresholds) == num_classes
+        and all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t <= 1
+            for t in thresholds
+        )
+    )
+    if not ok:
+        raise ExportError(
+            f"{labels_path}: a labels object needs multi_label true and {num_classes} "
+            "thresholds in [0, 1]"
+        )
+    return True, [float(t) for t in thresholds]
+
+
 def load_exported(path: str | Path, fmt: str) -> ExportedModel:
     """Open an exported model file and its sidecars, checking input shape and class count."""
     path = Path(path)
@@ -126,7 +155,8 @@ def load_exported(path: str | Path, fmt: str) -> ExportedModel:
         raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
     opener = open_onnx if fmt == "onnx" else open_stablehlo
     run = opener(data, str(path), (size, size, channels), len(classes))
-    return ExportedModel(path, fmt, classes, size, channels, run)
+    multi_label, thresholds = read_label_mode(path.parent, len(classes))
+    return ExportedModel(path, fmt, classes, size, channels, run, multi_label, thresholds)
 
 
 def open_onnx(

@@ -213,6 +213,15 @@ def label_of(probs: np.ndarray, classes: list[str], threshold: float | None) -> 
     return classes[i], conf
 
 
+def label_set(
+    probs: np.ndarray, classes: list[str], thresholds: list[float]
+) -> list[tuple[str, float]]:
+    """Multi-label: (label, probability) for every label at or above its threshold, most
+    probable first."""
+    chosen = [(c, float(p)) for c, p, t in zip(classes, probs, thresholds, strict=True) if p >= t]
+    return sorted(chosen, key=lambda pair: -pair[1])
+
+
 def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, float]]:
     """The k most likely (class, probability) pairs, best first."""
     order = np.argsort(-probs, kind="stable")[:k]
@@ -220,12 +229,12 @@ def top_k(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[str, floa
 
 
 def sort_into(
-    predictions: list[Prediction], labels: list[str], out_dir: str | Path
+    predictions: list[Prediction], labels: list[str | list[str]], out_dir: str | Path
 ) -> list[tuple[str, str]]:
     """Copy each predicted image into out_dir/<label>/ (never move, never overwrite).
 
-    Returns (source, destination) pairs. Class names are sanitised so none can write
-    outside out_dir.
+    A list of labels (multi-label) copies the image into each of their folders. Returns
+    (source, destination) pairs. Class names are sanitised so none can write outside out_dir.
     """
     import shutil
 
@@ -234,7 +243,12 @@ def sort_into(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     copies = []
-    for pred, label in zip(predictions, labels, strict=True):
+    pairs = [
+        (pred, name)
+        for pred, label in zip(predictions, labels, strict=True)
+        for name in ([label] if isinstance(label, str) else label)
+    ]
+    for pred, label in pairs:
         if pred.error is not None:
             continue
         folder = child_path(out_dir, label)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -299,4 +300,18 @@ def predictions_table(rows: list[dict[str, Any]], k: int) -> Table:
         if k > 1:
             cells.append(", ".join(f"{a['label']} {100 * a['p']:.1f}%" for a in r["top_k"]))
         table.add_row(*cells)
+    return table
+
+
+def label_sets_table(rows: list[dict[str, Any]]) -> Table:
+    """Multi-label predictions: path and the labels at or above their thresholds."""
+    table = Table(title="predictions (multi-label)", title_justify="left")
+    table.add_column("path", overflow="fold")
+    table.add_column("labels")
+    for r in rows:
+        if r.get("error"):
+            table.add_row(escape(r["path"]), f"[red]error[/red] {escape(r['error'])}")
+            continue
+        found = ", ".join(f"{escape(c)} {100 * r['probs'][c]:.1f}%" for c in r["labels"])
+        table.add_row(escape(r["path"]), found or "(none)")
     return table

@@ -47,6 +47,11 @@ def test_ants_and_bees_from_a_csv_train_exactly_like_the_folders(runner, tmp_pat
     weights = "model/weights.safetensors"
     assert (b / weights).read_bytes() == (a / weights).read_bytes()
     assert json.loads((b / "run.json").read_text())["labels"] == str(tmp_path / "labels.csv")
+    # Single-label outputs keep their shape: no multi-label keys or columns.
+    assert "multi_label" not in json.loads((b / "model" / "model.json").read_text())
+    assert (b / "metrics.csv").read_text().startswith(
+        "epoch,train_loss,train_acc,val_loss,val_acc,lr\n"
+    )
     # Evaluating on the labels file's val rows gives the folder run's numbers.
     ev = [
         runner.invoke(

@@ -113,3 +113,148 @@ def test_resume_continues_a_multi_label_run(runner, multi, tmp_path):
     assert summary["already_finished"] and summary["best_val_map"] == max(
         float(r["val_map"]) for r in history
     )
+
+
+def _thresholds(run: Path) -> list[float]:
+    return json.loads((run / "model" / "model.json").read_text())["thresholds"]
+
+
+def _json_rows(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.strip().splitlines()]
+
+
+def test_predict_prints_label_sets_in_table_csv_and_json(runner, multi, tmp_path):
+    images = [str(multi["data"] / path) for path in sorted(multi["rows"])[:12]]
+    model = ["--model", str(multi["run"])]
+    as_json = runner.invoke(app, ["predict", *images, *model, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    rows = _json_rows(as_json.stdout)
+    thresholds = dict(zip(LABELS, _thresholds(multi["run"]), strict=True))
+    for row in rows:
+        expected = [c for c in LABELS if row["probs"][c] >= thresholds[c]]
+        assert sorted(row["labels"]) == expected
+        assert row["labels"] == sorted(row["labels"], key=lambda c: -row["probs"][c])
+    table = runner.invoke(app, ["predict", *images, *model, "--csv", str(tmp_path / "p.csv")])
+    assert table.exit_code == 0
+    with (tmp_path / "p.csv").open() as fh:
+        from_csv = list(csv.DictReader(fh))
+    assert list(from_csv[0]) == ["path", "labels", "p_blue", "p_green", "p_red", "error"]
+    for row, line in zip(rows, from_csv, strict=True):
+        assert line["labels"] == ";".join(row["labels"])
+        assert float(line["p_red"]) == pytest.approx(row["probs"]["red"], abs=1e-6)
+        first = row["labels"][0] if row["labels"] else "(none)"
+        assert f"{first} {100 * row['probs'][first]:.1f}%" in table.output or first == "(none)"
+    every = _json_rows(
+        runner.invoke(app, ["predict", *images, *model, "--json", "--threshold", "0"]).stdout
+    )
+    assert all(sorted(r["labels"]) == LABELS for r in every)
+    none = runner.invoke(app, ["predict", *images[:2], *model, "--threshold", "1"])
+    assert none.output.count("(none)") == 2
+
+
+def test_sort_into_copies_into_every_predicted_label(runner, multi, tmp_path):
+    images = [str(multi["data"] / path) for path in sorted(multi["rows"])[:8]]
+    model = ["--model", str(multi["run"])]
+    rows = _json_rows(runner.invoke(app, ["predict", *images, *model, "--json"]).stdout)
+    sort = tmp_path / "sorted"
+    result = runner.invoke(app, ["predict", *images, *model, "--sort-into", str(sort)])
+    assert result.exit_code == 0
+    for row in rows:
+        name = Path(row["path"]).name
+        folders = sorted(p.parent.name for p in sort.rglob(name))
+        assert folders == (sorted(row["labels"]) or ["unknown"])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "stablehlo"])
+def test_export_gives_sigmoid_probs_and_the_same_label_sets(runner, multi, tmp_path, fmt):
+    out = tmp_path / "export"
+    result = runner.invoke(app, ["export", str(multi["run"]), "--format", fmt, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    labels = json.loads((out / "labels.json").read_text())
+    assert labels == {
+        "classes": LABELS,
+        "multi_label": True,
+        "thresholds": _thresholds(multi["run"]),
+    }
+    spec = json.loads((out / "preprocess.json").read_text())
+    assert spec["outputs"]["probs"].startswith("sigmoid")
+    images = [str(multi["data"] / path) for path in sorted(multi["rows"])[:10]]
+    exported_file = out / ("model.onnx" if fmt == "onnx" else "model.stablehlo")
+    by_bundle = _json_rows(
+        runner.invoke(app, ["predict", *images, "-m", str(multi["run"]), "--json"]).stdout
+    )
+    by_export = _json_rows(
+        runner.invoke(app, ["predict", *images, "-m", str(exported_file), "--json"]).stdout
+    )
+    assert [r["labels"] for r in by_export] == [r["labels"] for r in by_bundle]
+    for a, b in zip(by_bundle, by_export, strict=True):
+        assert a["probs"] == pytest.approx(b["probs"], abs=1e-5)
+    if fmt == "onnx":  # probs are sigmoid(logits), not a softmax over labels
+        import numpy as np
+        import onnxruntime as ort
+
+        from cnncli.data.decode import decode_image
+
+        x = np.stack([decode_image(p, 16, 3) for p in images])
+        logits, probs = ort.InferenceSession(str(exported_file)).run(None, {"images": x})
+        assert np.allclose(probs, 1 / (1 + np.exp(-logits)), atol=1e-6)
+        assert not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+def test_explain_draws_one_grad_cam_per_predicted_label(runner, multi, tmp_path):
+    image = multi["data"] / sorted(multi["rows"])[0]
+    result = runner.invoke(
+        app, ["explain", str(multi["run"]), str(image), "--out", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    predicted = summary["predicted"] or [max(LABELS, key=summary["probabilities"].get)]
+    assert sorted(summary["files"]["gradcam"]) == sorted(predicted)
+    for name in predicted:
+        assert (tmp_path / f"gradcam_{name}.png").is_file()
+    one = runner.invoke(
+        app,
+        [
+            "explain",
+            str(multi["run"]),
+            str(image),
+            "--out",
+            str(tmp_path / "one"),
+            "--class",
+            "green",
+        ],
+    )
+    assert one.exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "one").glob("gradcam*")) == ["gradcam_green.png"]
+
+
+def test_augment_keeps_labels_in_a_labels_csv(runner, multi, tmp_path):
+    out = tmp_path / "aug"
+    result = runner.invoke(
+        app,
+        ["augment", str(multi["data"]), str(out), "--labels", str(multi["base"] / "labels.csv")]
+        + ["--per-image", "1", "--ops", "flip", "-q"],
+    )
+    assert result.exit_code == 0, result.output
+    with (out / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * len(multi["rows"])
+    for row in rows:
+        source = row["path"].replace("__aug0", "")
+        assert tuple(row["labels"].split(";")) == multi["rows"][source]
+        assert (out / row["path"]).is_file()
+    with (out / "augment_manifest.csv").open() as fh:
+        manifest = {r["output"]: r for r in csv.DictReader(fh)}
+    assert all(manifest[r["path"]]["class"] == r["labels"] for r in rows)
+    refused = runner.invoke(
+        app,
+        [
+            "augment",
+            str(multi["data"]),
+            str(tmp_path / "t"),
+            "--labels",
+            str(multi["base"] / "labels.csv"),
+        ]
+        + ["--target-per-class", "50"],
+    )
+    assert refused.exit_code == 2 and "--per-image" in refused.output

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import (
+    LabelDelimiterOpt,
+    LabelsOpt,
+    Opt,
+    fail,
+    handled_errors,
+    label_options,
+)
 from cnncli.xla_env import configure_xla
 
 
@@ -49,10 +56,16 @@ def augment_command(
         Opt("--preview", help="Also write a PNG grid of originals beside augmented versions."),
     ] = None,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    labels_file: LabelsOpt = None,
+    label_delimiter: LabelDelimiterOpt = ";",
 ) -> None:
-    """Write augmented copies of a dataset's images into OUT, plus augment_manifest.csv."""
+    """Write augmented copies of a dataset's images into OUT, plus augment_manifest.csv.
+
+    With --labels, every output keeps its source's labels, listed in OUT/labels.csv.
+    """
     configure_xla()
     with handled_errors():
+        from rich.markup import escape
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
         from rich.table import Table
 
@@ -69,6 +82,7 @@ def augment_command(
         from cnncli.expand import ExpandError, expand_dataset, preview_target, write_preview
 
         console = make_console(quiet=quiet)
+        labels = label_options(labels_file, label_delimiter, False)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         try:
             if preview is not None:
@@ -90,12 +104,15 @@ def augment_command(
                     all_splits=all_splits,
                     fill=fill,
                     progress=on_progress,
+                    labels=labels,
                 )
             made_new = any(row.kind == "augmented" for row in result.rows)
             preview_path = write_preview(result, preview) if preview and made_new else None
         except ExpandError as exc:
             raise fail(str(exc)) from None
 
+        for line in result.skipped_rows:
+            console.print(f"[yellow]skipped {escape(line)}[/yellow]", soft_wrap=True)
         for rel, reason in result.skipped:
             console.print(
                 f"[yellow]skipped {result.src / rel}: {reason}[/yellow]",
@@ -121,5 +138,10 @@ def augment_command(
             + (f", {result.removed} stale output(s) removed" if result.removed else "")
             + f"; manifest: {result.manifest}"
         )
+        if labels_file is not None:
+            console.print(
+                f"labels: {result.out / 'labels.csv'} (train on it with "
+                f"--labels {result.out / 'labels.csv'})"
+            )
         if preview_path is not None:
             console.print(f"preview: {preview_path}")

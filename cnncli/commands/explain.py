@@ -75,10 +75,17 @@ def explain(
             pixels = decode_image(image, bundle.image_size, bundle.channels)
         except DecodeError as exc:
             raise fail(str(exc)) from None
-        result = explain_image(bundle.params, bundle.stats, bundle.model, pixels, class_index)
+        result = explain_image(
+            bundle.params, bundle.stats, bundle.model, pixels, class_index, bundle.multi_label
+        )
 
         out_dir = out or default_out_dir(bundle.path, image)
         out_dir.mkdir(parents=True, exist_ok=True)
+        if bundle.multi_label:
+            _explain_labels(
+                console, bundle, image, pixels, result, out_dir, max_channels, json_out, class_index
+            )
+            return
         predicted = bundle.classes[result.predicted]
         explained = bundle.classes[result.class_index]
         files = {
@@ -115,3 +122,54 @@ def explain(
                 "files": {k: str(v) for k, v in files.items()},
             }
             print(json.dumps(summary, ensure_ascii=False))
+
+
+def _explain_labels(
+    console, bundle, image, pixels, result, out_dir, max_channels, json_out, class_index
+):
+    """Multi-label: filters, feature maps, and one Grad-CAM per label in the predicted set
+    (or for --class), written as gradcam_<label>.png."""
+    import json
+
+    from rich.markup import escape
+
+    from cnncli.explain import label_cams
+    from cnncli.plots import plot_feature_maps, plot_filters, plot_heatmap_overlay
+    from cnncli.predict import label_set
+    from cnncli.safepath import safe_dirname
+
+    found = label_set(result.probs, bundle.classes, bundle.thresholds)
+    predicted = [bundle.classes.index(name) for name, _ in found]
+    if class_index is not None:  # --class NAME
+        indices = [class_index]
+    else:
+        indices = predicted or [result.predicted]  # no label above threshold: the likeliest
+    files = {"filters": out_dir / FILTERS_PNG, "feature_maps": out_dir / FEATURE_MAPS_PNG}
+    plot_filters(result.filters, files["filters"])
+    plot_feature_maps(result.feature_maps, result.layer_names, files["feature_maps"], max_channels)
+    cams = label_cams(bundle.params, bundle.model, result, indices)
+    gradcams = {}
+    for index in indices:
+        name = bundle.classes[index]
+        path = out_dir / f"gradcam_{safe_dirname(name)}.png"
+        title = f"Grad-CAM for {name} ({100 * result.probs[index]:.1f}%)"
+        plot_heatmap_overlay(pixels, cams[index], path, title=title)
+        gradcams[name] = path
+    shown = ", ".join(f"{escape(n)} ({100 * p:.1f}%)" for n, p in found) or "(none)"
+    console.print(f"predicted labels: [bold]{shown}[/bold]")
+    for path in [*files.values(), *gradcams.values()]:
+        console.print(f"wrote {escape(str(path))}")
+    if json_out:
+        summary = {
+            "image": str(image),
+            "model": str(bundle.path),
+            "multi_label": True,
+            "predicted": [n for n, _ in found],
+            "thresholds": dict(zip(bundle.classes, bundle.thresholds, strict=True)),
+            "probabilities": dict(zip(bundle.classes, map(float, result.probs), strict=True)),
+            "files": {
+                **{k: str(v) for k, v in files.items()},
+                "gradcam": {k: str(v) for k, v in gradcams.items()},
+            },
+        }
+        print(json.dumps(summary, ensure_ascii=False))

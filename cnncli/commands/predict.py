@@ -26,7 +26,12 @@ def predict(
     ] = None,
     top_k: Annotated[int, Opt("--top-k", help="Show the k most likely classes.")] = 1,
     threshold: Annotated[
-        float | None, Opt("--threshold", help="Below this confidence the label is 'unknown'.")
+        float | None,
+        Opt(
+            "--threshold",
+            help="Below this confidence the label is 'unknown'. Multi-label models: every "
+            "label's threshold (default: each label's, tuned on val).",
+        ),
     ] = None,
     csv_path: Annotated[
         Path | None, Opt("--csv", help="Write the predictions to this CSV file.")
@@ -36,7 +41,11 @@ def predict(
     ] = False,
     sort_into: Annotated[
         Path | None,
-        Opt("--sort-into", help="Copy each image into DIR/<label>/ (never moves or overwrites)."),
+        Opt(
+            "--sort-into",
+            help="Copy each image into DIR/<label>/ (multi-label: every predicted label's "
+            "folder; never moves or overwrites).",
+        ),
     ] = None,
     tta: Annotated[
         bool, Opt("--tta", help="Average over the image and its horizontal flip.")
@@ -69,6 +78,10 @@ def predict(
             console.print(f"[red]error:[/red] {item}: {reason}")
         preds = predict_paths(bundle, paths, batch_size=batch_size, tta=tta)
         k = min(top_k, len(bundle.classes))
+        if getattr(bundle, "multi_label", False):
+            _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, sort_into)
+            _exit_on_errors(console, preds, problems)
+            return
         rows = []
         for p in preds:
             if p.error is not None:
@@ -97,12 +110,71 @@ def predict(
             labels = [r["label"] for r in rows if "error" not in r]
             copies = copy_sorted(ok, labels, sort_into)
             console.print(f"copied {len(copies)} image(s) into [bold]{sort_into}[/bold]")
-        failed = sum(1 for p in preds if p.error is not None) + len(problems)
-        if failed:
-            for p in preds:
-                if p.error is not None:
-                    console.print(f"[red]error:[/red] {p.path}: {p.error}")
-            raise typer.Exit(1)
+        _exit_on_errors(console, preds, problems)
+
+
+def _exit_on_errors(console, preds, problems) -> None:
+    """Name the files that could not be read and exit 1, if there are any."""
+    failed = sum(1 for p in preds if p.error is not None) + len(problems)
+    if failed:
+        for p in preds:
+            if p.error is not None:
+                console.print(f"[red]error:[/red] {p.path}: {p.error}")
+        raise typer.Exit(1)
+
+
+def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, sort_into) -> None:
+    """Multi-label output: each image's label set (probability >= its label's threshold)."""
+    from cnncli.predict import label_set
+    from cnncli.report import label_sets_table
+
+    thresholds = [threshold] * len(bundle.classes) if threshold is not None else bundle.thresholds
+    rows = []
+    for p in preds:
+        if p.error is not None:
+            rows.append({"path": p.path, "error": p.error})
+            continue
+        found = label_set(p.probs, bundle.classes, thresholds)
+        probs = {c: float(v) for c, v in zip(bundle.classes, p.probs, strict=True)}
+        rows.append({"path": p.path, "labels": [c for c, _ in found], "probs": probs})
+    if csv_path is not None:
+        _write_label_sets_csv(csv_path, rows, bundle.classes)
+    if json_out:
+        import json
+
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        console.print(label_sets_table(rows))
+    if sort_into is not None:
+        from cnncli.predict import sort_into as copy_sorted
+
+        ok = [p for p in preds if p.error is None]
+        labels = [r["labels"] or ["unknown"] for r in rows if "error" not in r]
+        copies = copy_sorted(ok, labels, sort_into)
+        console.print(
+            f"copied {len(ok)} image(s) into [bold]{sort_into}[/bold] ({len(copies)} copies, "
+            "one per predicted label; no label: unknown/)"
+        )
+
+
+def _write_label_sets_csv(path: Path, rows: list[dict], classes: list[str]) -> None:
+    """path, labels (joined by ';'), p_<class> for every class, error."""
+    import csv
+    import io
+
+    from cnncli.atomic import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "labels", *(f"p_{c}" for c in classes), "error"])
+    for row in rows:
+        if "error" in row:
+            writer.writerow([row["path"], "", *([""] * len(classes)), row["error"]])
+        else:
+            probs = [f"{row['probs'][c]:.6f}" for c in classes]
+            writer.writerow([row["path"], ";".join(row["labels"]), *probs, ""])
+    atomic_write_text(path, buf.getvalue())
 
 
 def _write_predictions_csv(path: Path, rows: list[dict], k: int) -> None:

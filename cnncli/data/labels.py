@@ -542,6 +542,17 @@ def load_labelled(
     return Dataset(got.root, "labels", got.classes, splits, [], got.multi_label, got.source)
 
 
+def load_as_given(
+    root: str | Path, options: LabelOptions, *, follow_symlinks: bool = False
+) -> Dataset:
+    """A labels file's rows split only as its split column says (no automatic split):
+    splits 'train', 'val', 'test', or '' for every row when there is no split column.
+    For `cnn augment`, which must keep each row's split as written."""
+    got = _labelled(root, options, follow_symlinks)
+    splits = {split or "": sorted(items) for split, items in got.groups.items()}
+    return Dataset(got.root, "labels", got.classes, splits, [], got.multi_label, got.source)
+
+
 def skipped_rows(dataset: Dataset) -> list[str]:
     """One line per labels-file row that was skipped: 'labels.csv line 7 (a.jpg): reason'."""
     source = dataset.label_source
