@@ -49,8 +49,10 @@ def test_ants_and_bees_from_a_csv_train_exactly_like_the_folders(runner, tmp_pat
     assert json.loads((b / "run.json").read_text())["labels"] == str(tmp_path / "labels.csv")
     # Single-label outputs keep their shape: no multi-label keys or columns.
     assert "multi_label" not in json.loads((b / "model" / "model.json").read_text())
-    assert (b / "metrics.csv").read_text().startswith(
-        "epoch,train_loss,train_acc,val_loss,val_acc,lr\n"
+    assert (
+        (b / "metrics.csv")
+        .read_text()
+        .startswith("epoch,train_loss,train_acc,val_loss,val_acc,lr\n")
     )
     # Evaluating on the labels file's val rows gives the folder run's numbers.
     ev = [
@@ -84,3 +86,23 @@ def test_doctor_and_train_report_skipped_rows_one_line_each(runner, tree3, tmp_p
     assert bad.exit_code == 2 and "--label-delimiter needs --labels" in bad.output
     resumed = runner.invoke(app, ["train", "--resume", str(tmp_path), "--labels", "x.csv"])
     assert resumed.exit_code == 2 and "drop DATA_DIR/--labels" in " ".join(resumed.output.split())
+
+
+def test_csv_of_all_ants_and_bees_photos_gives_the_folders_split(tmp_path):
+    """scripts/labels_csv_from_folders.py on the real photos: the same 245/153 split."""
+    import subprocess
+    import sys
+
+    from cnncli.data.labels import LabelOptions, load_dataset
+    from cnncli.data.scan import scan_dataset
+
+    source = shared_data("hymenoptera_data")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "labels_csv_from_folders.py"
+    csv_path = tmp_path / "hymenoptera.csv"
+    subprocess.run([sys.executable, str(script), str(source), str(csv_path)], check=True)
+    from_csv = load_dataset(source, LabelOptions(csv_path))
+    folders = scan_dataset(source)
+    assert from_csv.label_source["skipped"] == [] and from_csv.label_source["used"] == 398
+    assert from_csv.classes == folders.classes == ["ants", "bees"]
+    assert from_csv.splits == folders.splits
+    assert [len(from_csv.splits[s]) for s in ("train", "val")] == [245, 153]

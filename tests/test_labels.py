@@ -1,4 +1,5 @@
-"""Labels files (cnncli.data.labels): hostile rows, formats, encodings, and the manifest."""
+"""Labels files (cnncli.data.labelfile, cnncli.data.labels): hostile rows, formats,
+encodings, splits and the manifest."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnncli.data.labelfile import read_label_file
 from cnncli.data.labels import (
     LabelOptions,
     labels_dataset,
     load_dataset,
     load_labelled,
-    read_label_file,
     skipped_rows,
 )
 from cnncli.data.scan import DatasetError, manifest_text, parse_manifest, scan_dataset

@@ -26,7 +26,9 @@ def train(
     data_dir: Annotated[
         Path | None,
         typer.Argument(
-            help="Folder with <class>/ subfolders (or train/ and val/).", show_default=False
+            help="Folder with <class>/ subfolders (or train/ and val/), or the folder the "
+            "paths of --labels FILE are relative to.",
+            show_default=False,
         ),
     ] = None,
     config: Annotated[
@@ -207,7 +209,8 @@ def train(
         bool, Opt("--json", help="Print a JSON summary on stdout (progress goes to stderr).")
     ] = False,
 ) -> None:
-    """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val)."""
+    """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val), or
+    labels from a file (--labels); several labels per image train in multi-label mode."""
     configure_xla()
     with _leave_cluster_on_error(), handled_errors():
         from cnncli.distributed import resolve_cluster
