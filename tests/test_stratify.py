@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnncli.data.scan import stratified_split
-from cnncli.data.stratify import iterative_split
+from cnncli.data.stratify import iterative_folds, iterative_split
 
 
 def _random_items(seed: int, n: int = 400, labels: int = 12) -> list[tuple[str, tuple[int, ...]]]:
@@ -77,3 +77,14 @@ def test_two_images_of_a_label_are_never_both_in_train():
     train, val = iterative_split(items, 2, 0.2, 0)
     assert [label for _, label in val].count((0, 1)) == 1
     assert [label for _, label in train].count((0, 1)) == 1
+
+
+def test_k_folds_hold_every_label_and_a_kth_of_the_images():
+    items = _random_items(1, n=300)
+    folds = iterative_folds(items, 15, 5, 0)
+    assert folds == iterative_folds(items, 15, 5, 0) and set(folds) == set(range(5))
+    assert np.all(np.abs(np.bincount(folds) - 60) <= 6)
+    total = _label_counts(items, 15)
+    for k in range(5):
+        in_fold = _label_counts([it for it, f in zip(items, folds, strict=True) if f == k], 15)
+        assert (in_fold[total >= 5] >= 1).all(), (k, in_fold)

@@ -28,66 +28,99 @@ def iterative_split(
 
     Follows Sechidis et al.: while images remain, take the label with the fewest remaining
     images and give each of its images to the split that wants most of that label (ties:
-    the split that wants most images in all; then val). The desired counts come from
-    val_fraction per label and overall. Ties between images follow a seeded hash of the
-    path, so the split depends only on (paths, labels, val_fraction, seed).
+    the split that wants most images in all; then val). Val wants n * val_fraction images
+    of a label with n images (rounded half up, at least 1 and at most n - 1), and
+    n_images * val_fraction in all. Ties between images follow a seeded hash of the path,
+    so the split depends only on (paths, labels, val_fraction, seed).
     """
     if not items:
         return [], []
+    order, y = _ordered(items, num_labels, seed)
+    counts = y.sum(axis=0)
+    want_val = _wanted(counts, val_fraction).astype(np.float64)
+    n_val = round(len(items) * val_fraction)
+    subset = _assign(y, np.stack([counts - want_val, want_val]), [len(items) - n_val, n_val])
+    train = sorted(items[order[r]] for r in np.flatnonzero(subset == 0))
+    val = sorted(items[order[r]] for r in np.flatnonzero(subset == 1))
+    return train, val
+
+
+def iterative_folds(items: list[MultiItem], num_labels: int, k: int, seed: int) -> list[int]:
+    """The fold (0..k-1) of each item, in the items' order: k-way iterative stratification.
+
+    Every fold wants 1/k of each label's images and of all images (Sechidis et al.); a
+    label with at least k images ends up in every fold.
+    """
+    if k < 2:
+        raise ValueError(f"k-fold needs k >= 2, got {k}")
+    if not items:
+        return []
+    order, y = _ordered(items, num_labels, seed)
+    counts = y.sum(axis=0).astype(np.float64)
+    subset = _assign(y, np.tile(counts / k, (k, 1)), [len(items) / k] * k)
+    folds = [0] * len(items)
+    for r, i in enumerate(order):
+        folds[i] = int(subset[r])
+    return folds
+
+
+def _ordered(items: list[MultiItem], num_labels: int, seed: int) -> tuple[list[int], np.ndarray]:
+    """(item indices in seeded order, multi-hot matrix in that order)."""
     order = sorted(range(len(items)), key=lambda i: (seeded_rank(seed, items[i][0]), items[i][0]))
-    paths = [items[i][0] for i in order]
     y = np.zeros((len(items), num_labels), bool)
     for row, i in enumerate(order):
         y[row, list(items[i][1])] = True
-    counts = y.sum(axis=0)
-    want_val = _wanted(counts, val_fraction).astype(np.float64)
-    # desired[s, l]: images of label l that split s (0 = train, 1 = val) still wants.
-    desired = np.stack([counts - want_val, want_val])
-    total = np.array(
-        [len(items) - round(len(items) * val_fraction), round(len(items) * val_fraction)]
-    )
-    total = total.astype(np.float64)
-    split = np.full(len(items), -1)
+    return order, y
+
+
+def _assign(y: np.ndarray, desired: np.ndarray, total: list[float]) -> np.ndarray:
+    """Subset of each row of y: Sechidis et al.'s loop, then the repair pass.
+
+    desired[s, l]: images of label l that subset s wants; total[s]: images it wants in all.
+    Ties go to the subset that wants most images in all, then to the last subset.
+    """
+    desired = desired.astype(np.float64).copy()
+    total = np.asarray(total, np.float64).copy()
+    subset = np.full(len(y), -1)
     remaining = y.copy()
     while (left := remaining.sum(axis=0)).any():
         label = int(np.argmin(np.where(left > 0, left, np.iinfo(np.int64).max)))
         for row in np.flatnonzero(remaining[:, label]):
             wants = desired[:, label]
-            if wants[0] != wants[1]:
-                chosen = int(np.argmax(wants))
-            elif total[0] != total[1]:
-                chosen = int(np.argmax(total))
-            else:
-                chosen = 1
-            split[row] = chosen
+            best = np.flatnonzero(wants == wants.max())
+            if len(best) > 1:
+                best = best[total[best] == total[best].max()]
+            chosen = int(best[-1])
+            subset[row] = chosen
             desired[chosen, y[row]] -= 1
             total[chosen] -= 1
             remaining[row] = False
-    _repair(y, split)
-    train = sorted((paths[r], items[order[r]][1]) for r in np.flatnonzero(split == 0))
-    val = sorted((paths[r], items[order[r]][1]) for r in np.flatnonzero(split == 1))
-    return train, val
+    _repair(y, subset, len(desired))
+    return subset
 
 
-def _repair(y: np.ndarray, split: np.ndarray) -> None:
-    """Move images so that every label with >= 2 images is in both splits (in place).
+def _repair(y: np.ndarray, subset: np.ndarray, parts: int) -> None:
+    """Move images so that every label with >= `parts` images is in every subset (in place).
 
-    A label missing from one split gets the first image (in seeded order) from the other
-    split whose move leaves every one of its labels still present where it came from.
+    A label missing from a subset gets the first image (in seeded order) of that label from
+    the subset holding most of it, whose move leaves every one of its labels still present
+    where it came from.
     """
     counts = y.sum(axis=0)
-    for _ in range(y.shape[1] * 2):
-        per_split = np.stack([y[split == s].sum(axis=0) for s in (0, 1)])
+    for _ in range(y.shape[1] * parts):
+        per = np.stack([y[subset == s].sum(axis=0) for s in range(parts)])
         missing = [
-            (lab, s) for s in (0, 1) for lab in np.flatnonzero((per_split[s] == 0) & (counts >= 2))
+            (label, s)
+            for s in range(parts)
+            for label in np.flatnonzero((per[s] == 0) & (counts >= parts))
         ]
         if not missing:
             return
         label, target = missing[0]
-        source = 1 - target
-        for row in np.flatnonzero(y[:, label] & (split == source)):
-            if (per_split[source, y[row]] >= 2).all():
-                split[row] = target
+        source = int(np.argmax(per[:, label]))
+        for row in np.flatnonzero(y[:, label] & (subset == source)):
+            if (per[source, y[row]] >= 2).all():
+                subset[row] = target
                 break
         else:
             return  # no image can move without emptying another label; leave it be
