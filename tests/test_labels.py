@@ -275,3 +275,14 @@ def test_labelled_eval_rows_are_the_test_rows_else_all(folder, tmp_path):
     assert load_labelled(folder, LabelOptions(tmp_path / "n.csv")).splits == {
         "eval": [("img/0.png", 0), ("img/1.png", 1)]
     }
+
+
+def test_semicolon_separated_csv_as_spreadsheets_write_it(folder, tmp_path):
+    (tmp_path / "l.csv").write_text('Path;Label\nimg/0.png;a\nimg/1.png;"a;b"\nimg/2.png;b\n')
+    parsed = read_label_file(tmp_path / "l.csv", folder)
+    assert parsed.columns["field_delimiter"] == ";"
+    assert [(r.path, r.labels) for r in parsed.rows] == [
+        ("img/0.png", ("a",)),
+        ("img/1.png", ("a", "b")),
+        ("img/2.png", ("b",)),
+    ]

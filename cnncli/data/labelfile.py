@@ -185,6 +185,19 @@ def _pick(names: list[str], wanted: tuple[str, ...]) -> int | None:
     return None
 
 
+def _field_delimiter(text: str, fmt: str) -> str:
+    """Tab for TSV; for CSV a comma, or ';' (tab) when the first line has one and no comma,
+    as spreadsheets write CSV in locales whose decimal mark is a comma."""
+    if fmt == "tsv":
+        return "\t"
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    if "," not in first:
+        for other in (";", "\t"):
+            if other in first:
+                return other
+    return ","
+
+
 def _tabular(text: str, delimiter: str, path: Path) -> tuple[dict, list]:
     """(columns, [(line, path cell, labels or reason, split cell or None)]) of a CSV/TSV text."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -228,6 +241,8 @@ def _tabular(text: str, delimiter: str, path: Path) -> tuple[dict, list]:
         columns = {"path": names[path_col], "one_hot": [names[i] for i in one_hot]}
     if split_col is not None:
         columns["split"] = names[split_col]
+    if delimiter not in (",", "\t"):
+        columns["field_delimiter"] = delimiter
     out = []
     for line, row in records[1:]:
         if len(row) > len(header):
@@ -315,7 +330,7 @@ def read_label_file(
     if fmt == "jsonl":
         columns, records = _json_lines(text)
     else:
-        columns, records = _tabular(text, "\t" if fmt == "tsv" else ",", path)
+        columns, records = _tabular(text, _field_delimiter(text, fmt), path)
     result = LabelFile(path.resolve(), fmt, encoding, columns, total=len(records))
     result.has_split = "split" in columns
     root_real = os.path.realpath(root)
