@@ -112,13 +112,10 @@ def eval_(
     """
     configure_xla()
     with handled_errors():
-        import csv
-        import io
         import json
 
         from rich.progress import Progress
 
-        from cnncli.atomic import atomic_write_text
         from cnncli.bundle import load_bundle
         from cnncli.evaluate import compute_metrics, misclassified_rows
         from cnncli.plots import plot_confusion_matrix
@@ -161,22 +158,15 @@ def eval_(
             )
             return
         metrics = compute_metrics(logits, labels, bundle.classes, k=top_k)
-        result = {
-            **metrics.to_dict(),
-            "model": str(bundle.path),
-            "data": str(root),
-            "skipped": [{"path": p, "reason": r} for p, r in skipped],
-        }
-        atomic_write_text(
-            out_dir / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
+        result = _write_results(
+            out_dir,
+            metrics,
+            bundle,
+            root,
+            skipped,
+            ["path", "true", "predicted", "confidence"],
+            misclassified_rows(paths, logits, labels, bundle.classes),
         )
-        buf = io.StringIO()
-        writer = csv.DictWriter(
-            buf, fieldnames=["path", "true", "predicted", "confidence"], lineterminator="\n"
-        )
-        writer.writeheader()
-        writer.writerows(misclassified_rows(paths, logits, labels, bundle.classes))
-        atomic_write_text(out_dir / "misclassified.csv", buf.getvalue())
         import numpy as np
 
         plot_confusion_matrix(
@@ -191,19 +181,14 @@ def eval_(
             print(json.dumps(result, ensure_ascii=False))
 
 
-def _report_multilabel(
-    console, bundle, root, probs, targets, paths, skipped, out_dir, json_out: bool
-) -> None:
-    """Multi-label eval: metrics at the bundle's thresholds, metrics.json, misclassified.csv."""
+def _write_results(out_dir, metrics, bundle, root, skipped, fields, wrong_rows) -> dict:
+    """Write metrics.json and misclassified.csv (atomically); returns the metrics.json dict."""
     import csv
     import io
     import json
 
     from cnncli.atomic import atomic_write_text
-    from cnncli.multilabel import compute_multilabel_metrics, mistaken_rows
-    from cnncli.report import multilabel_tables
 
-    metrics = compute_multilabel_metrics(probs, targets, bundle.classes, bundle.thresholds)
     result = {
         **metrics.to_dict(),
         "model": str(bundle.path),
@@ -214,11 +199,32 @@ def _report_multilabel(
         out_dir / "metrics.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n"
     )
     buf = io.StringIO()
-    fields = ["path", "true", "predicted", "missed", "extra", "wrong"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(mistaken_rows(paths, probs, targets, bundle.classes, metrics.thresholds))
+    writer.writerows(wrong_rows)
     atomic_write_text(out_dir / "misclassified.csv", buf.getvalue())
+    return result
+
+
+def _report_multilabel(
+    console, bundle, root, probs, targets, paths, skipped, out_dir, json_out: bool
+) -> None:
+    """Multi-label eval: metrics at the bundle's thresholds, metrics.json, misclassified.csv."""
+    import json
+
+    from cnncli.multilabel import compute_multilabel_metrics, mistaken_rows
+    from cnncli.report import multilabel_tables
+
+    metrics = compute_multilabel_metrics(probs, targets, bundle.classes, bundle.thresholds)
+    result = _write_results(
+        out_dir,
+        metrics,
+        bundle,
+        root,
+        skipped,
+        ["path", "true", "predicted", "missed", "extra", "wrong"],
+        mistaken_rows(paths, probs, targets, bundle.classes, metrics.thresholds),
+    )
     for table in multilabel_tables(metrics):
         console.print(table)
     console.print(
