@@ -194,7 +194,7 @@ def test_batch_norm_uses_only_the_real_rows_of_a_padded_batch():
     x[3:] = 1e3  # padding rows: any value must leave the statistics unchanged
     params = {"bn/scale": jnp.full(3, 2.0), "bn/bias": jnp.full(3, 0.5)}
     stats = {"bn/mean": jnp.zeros(3), "bn/var": jnp.ones(3)}
-    y, new = network._batch_norm(jnp.asarray(x), params, stats, "bn", True, jnp.asarray(mask))
+    y, new = network.batch_norm(jnp.asarray(x), params, stats, "bn", True, jnp.asarray(mask))
     real = x[:3].reshape(-1, 3).astype(np.float64)
     mean, var = real.mean(0), real.var(0)
     m = network.BN_MOMENTUM
@@ -203,7 +203,7 @@ def test_batch_norm_uses_only_the_real_rows_of_a_padded_batch():
     expected = (x[:3] - mean) / np.sqrt(var + network.BN_EPS) * 2.0 + 0.5
     np.testing.assert_allclose(np.asarray(y)[:3], expected, atol=1e-4)
     # Inference uses the running statistics instead.
-    y_eval, none = network._batch_norm(jnp.asarray(x), params, new, "bn", False, None)
+    y_eval, none = network.batch_norm(jnp.asarray(x), params, new, "bn", False, None)
     run_mean, run_var = np.asarray(new["bn/mean"]), np.asarray(new["bn/var"])
     expected_eval = (x - run_mean) / np.sqrt(run_var + network.BN_EPS) * 2.0 + 0.5
     assert none == {}
