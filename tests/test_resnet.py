@@ -107,7 +107,7 @@ def test_pickle_and_other_formats_refused(tmp_path):
     for name in ("resnet18.pth", "pytorch_model.bin", "weights.pt"):
         (tmp_path / name).write_bytes(b"PK\x03\x04 zip of a pickle")
         with pytest.raises(
-            WeightsError, match="never unpickles.*safetensors.torch import save_file"
+            WeightsError, match="never unpickles.*safetensors.torch.save_file"
         ):
             load_resnet(tmp_path / name)
     disguised = tmp_path / "model.safetensors"

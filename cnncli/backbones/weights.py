@@ -60,10 +60,9 @@ def convert_hint(path: Path) -> str:
     """The one-line recipe that turns a PyTorch pickle state dict into safetensors."""
     return (
         f"{path}: a PyTorch pickle checkpoint; cnn never unpickles (loading a pickle can run "
-        'code). Convert it once where PyTorch is installed: python -c "import torch; '
-        "from safetensors.torch import save_file; "
-        f"save_file(torch.load('{path}', map_location='cpu', weights_only=True), "
-        "'model.safetensors')\" and pass model.safetensors"
+        "code). Convert it once where PyTorch is installed: load the state dict in PyTorch "
+        "with weights_only=True, save it with safetensors.torch.save_file as model.safetensors, "
+        "and pass that file"
     )
 
 
