@@ -209,8 +209,10 @@ def train(
         bool, Opt("--json", help="Print a JSON summary on stdout (progress goes to stderr).")
     ] = False,
 ) -> None:
-    """Train a CNN on a folder of images: DIR/<class>/*.jpg (or DIR/train + DIR/val), or
-    labels from a file (--labels); several labels per image train in multi-label mode."""
+    """Train a CNN on DIR/<class>/*.jpg (or DIR/train + DIR/val, or labels from --labels).
+
+    Several labels per image train in multi-label mode (sigmoid outputs, one threshold each).
+    """
     configure_xla()
     with _leave_cluster_on_error(), handled_errors():
         from cnncli.distributed import resolve_cluster
