@@ -15,6 +15,7 @@ import numpy as np
 
 from cnncli.atomic import atomic_write_bytes, atomic_write_text
 from cnncli.config import ConfigError, ModelConfig, RunConfig, from_dict, to_dict
+from cnncli.data.decode import Resize, as_resize, resize_from_spec, resize_of
 from cnncli.shapes import param_shapes
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -33,7 +34,8 @@ class Bundle:
     path: Path
     model: ModelConfig
     classes: list[str]
-    image_size: int
+    # Input size and resize policy (an int: N x N, centre crop).
+    resize: Resize
     channels: int
     params: dict[str, np.ndarray]
     stats: dict[str, np.ndarray]
@@ -41,6 +43,14 @@ class Bundle:
     # Multi-label models: sigmoid outputs, and each label's decision threshold (tuned on val).
     multi_label: bool = False
     thresholds: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        self.resize = as_resize(self.resize)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """(height, width) of the model's input."""
+        return self.resize.hw
 
 
 def save_bundle(
@@ -54,8 +64,6 @@ def save_bundle(
     """Write weights.safetensors and model.json into directory (each atomically)."""
     from safetensors.numpy import save
 
-    from cnncli.data.decode import RESIZE_POLICY
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {
@@ -68,9 +76,9 @@ def save_bundle(
         "classes": list(classes),
         "model": to_dict(cfg.model),
         "preprocess": {
-            "image_size": cfg.data.image_size,
+            **resize_of(cfg.data).spec(),
             "channels": cfg.data.channels,
-            "resize": RESIZE_POLICY,
+            "decode": resize_of(cfg.data).describe(),
             "normalize": "x / 127.5 - 1 (uint8 -> [-1, 1])",
             "layout": "NHWC",
         },
@@ -109,9 +117,11 @@ def load_bundle(path: str | Path) -> Bundle:
     try:
         classes = [str(c) for c in meta["classes"]]
         pre = meta["preprocess"]
-        image_size, channels = int(pre["image_size"]), int(pre["channels"])
+        # Bundles from before resize policies have a square image_size and crop.
+        resize = resize_from_spec(pre, "preprocess")
+        image_size, channels = resize.hw, int(pre["channels"])
         model_cfg = from_dict(
-            {"model": meta["model"], "data": {"image_size": image_size, "channels": channels}}
+            {"model": meta["model"], "data": {"image_size": list(image_size), "channels": channels}}
         ).model
     except (KeyError, TypeError, ValueError, ConfigError) as exc:
         raise BundleError(f"{meta_path}: malformed model metadata ({exc})") from None
@@ -153,7 +163,7 @@ def load_bundle(path: str | Path) -> Bundle:
         directory,
         model_cfg,
         classes,
-        image_size,
+        resize,
         channels,
         params,
         stats,

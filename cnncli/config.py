@@ -49,12 +49,22 @@ class ModelConfig:
 class DataConfig:
     """How images become arrays and how the split is made."""
 
-    image_size: int = 64
+    # Input size: an int N for N x N, or [height, width].
+    image_size: int | list[int] = 64
     channels: int = 3
+    # How an image of another shape becomes the input: crop (centre), pad (whole image,
+    # letterboxed in pad_color) or squish (stretched).
+    resize: str = "crop"
+    pad_color: list[int] = field(default_factory=lambda: list(PAD_COLOR))
     val_fraction: float = 0.2
     # Decoded-image cache budget in MiB; above it the cache is a memory-mapped file.
     cache_memory: int = 2048
     follow_symlinks: bool = False
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        """(height, width) of the network's input."""
+        return size_hw(self.image_size)
 
 
 @dataclass
@@ -104,6 +114,9 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
+RESIZE_POLICIES = ("crop", "pad", "squish")
+# Mid grey: normalised to about 0, so letterbox padding carries no signal into the first conv.
+PAD_COLOR = (128, 128, 128)
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 CLASS_WEIGHTS = ("none", "auto")
@@ -136,6 +149,66 @@ def model_preset(name: str) -> ModelConfig:
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def size_hw(size: int | list[int] | tuple[int, int]) -> tuple[int, int]:
+    """An image size (N, or [height, width]) as (height, width)."""
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def parse_image_size(text: str) -> int | list[int]:
+    """--image-size: 'N' (N x N) or 'H,W'; ConfigError (one line) when malformed."""
+    parts = str(text).split(",")
+    try:
+        values = [int(p.strip()) for p in parts] if len(parts) <= 2 else []
+    except ValueError:
+        values = []
+    if not values or any(v < 4 or v > 1024 for v in values):
+        raise ConfigError(
+            f"--image-size takes N or H,W, each side 4..1024 pixels (e.g. 64 or 48,64); "
+            f"got {text!r}"
+        )
+    return values[0] if len(values) == 1 or values[0] == values[1] else values
+
+
+def parse_color(text: str) -> list[int]:
+    """--pad-color: a grey level 'V', 'R,G,B' or '#rrggbb' (each 0..255) -> [r, g, b]."""
+    raw = str(text).strip()
+    try:
+        if raw.startswith("#") and len(raw) == 7:
+            values = [int(raw[i : i + 2], 16) for i in (1, 3, 5)]
+        else:
+            values = [int(v) for v in raw.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise ConfigError(
+            f"--pad-color takes a grey level 0..255, R,G,B or #rrggbb (e.g. 128 or 0,0,0); "
+            f"got {text!r}"
+        )
+    return values
+
+
+def _check_image_size(d: DataConfig) -> None:
+    """image_size is N or [H, W] with sides 4..1024; [N, N] becomes N."""
+    size = d.image_size
+    if isinstance(size, list):
+        _check(
+            len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in size),
+            f"data.image_size must be an integer or [height, width], got {size!r}",
+        )
+        if size[0] == size[1]:
+            d.image_size = size = size[0]
+    sides = [size] if isinstance(size, int) else size
+    _check(
+        all(4 <= v <= 1024 for v in sides),
+        f"data.image_size sides must be 4..1024, got {size}",
+    )
 
 
 def parse_padding(value: str | int) -> str | int:
@@ -176,8 +249,13 @@ def validate(cfg: RunConfig) -> RunConfig:
 
         arch_of(m.backbone)
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
-    _check(4 <= d.image_size <= 1024, f"data.image_size must be 4..1024, got {d.image_size}")
+    _check_image_size(d)
     _check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")
+    _check(d.resize in RESIZE_POLICIES, f"data.resize must be one of {RESIZE_POLICIES}")
+    _check(
+        len(d.pad_color) == 3 and all(0 <= v <= 255 for v in d.pad_color),
+        f"data.pad_color must be 3 integers 0..255 (R, G, B), got {d.pad_color}",
+    )
     _check(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
     _check(d.cache_memory >= 0, f"data.cache_memory must be >= 0 MiB, got {d.cache_memory}")
     _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
@@ -253,6 +331,16 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
     if cls is ModelConfig and name == "dense":
         if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
             raise ConfigError(f"{where} must be a list of integers, got {value!r}")
+        return list(value)
+    if cls is DataConfig and name in ("image_size", "pad_color"):
+        ints = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value
+        )
+        if name == "image_size" and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if not ints:
+            kind = "an integer or [height, width]" if name == "image_size" else "[r, g, b]"
+            raise ConfigError(f"{where} must be {kind}, got {value!r}")
         return list(value)
     if cls is AugmentConfig and name == "ops":
         if not isinstance(value, dict):

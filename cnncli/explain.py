@@ -24,7 +24,7 @@ class Explanation:
     probs: np.ndarray  # (num_classes,) softmax of the logits
     predicted: int  # argmax of probs
     class_index: int  # the class the CAM explains (predicted unless asked otherwise)
-    cam: np.ndarray  # (S, S) in [0, 1], upsampled to the input image
+    cam: np.ndarray  # (H, W) in [0, 1], upsampled to the input image
     cam_lowres: np.ndarray  # (h, w) in [0, 1], on the last conv layer's grid
     feature_maps: list[np.ndarray]  # per conv layer, (H, W, C) post-ReLU
     layer_names: list[str]  # conv1, conv2, ...
@@ -71,9 +71,10 @@ def grad_cam(
     return normalize_map(cam)
 
 
-def upsample(cam: jax.Array, size: int) -> jax.Array:
-    """Bilinear resize of an (h, w) map to (size, size), renormalised to [0, 1]."""
-    return normalize_map(jnp.clip(jax.image.resize(cam, (size, size), "bilinear"), 0.0, None))
+def upsample(cam: jax.Array, size: int | tuple[int, int]) -> jax.Array:
+    """Bilinear resize of an (h, w) map to (H, W) (an int: square), renormalised to [0, 1]."""
+    shape = (size, size) if isinstance(size, int) else tuple(size)
+    return normalize_map(jnp.clip(jax.image.resize(cam, shape, "bilinear"), 0.0, None))
 
 
 def explain_image(
@@ -84,13 +85,13 @@ def explain_image(
     class_index: int | None = None,
     multi_label: bool = False,
 ) -> Explanation:
-    """Explain one decoded uint8 (S, S, C) image; class_index None means the predicted class.
+    """Explain one decoded uint8 (H, W, C) image; class_index None means the predicted class.
 
     With multi_label, probs are per-label sigmoid probabilities (predicted: the likeliest).
     """
     image_u8 = np.asarray(image_u8)
-    if image_u8.ndim != 3 or image_u8.shape[0] != image_u8.shape[1]:
-        raise ValueError(f"need a square (S, S, C) image, got shape {image_u8.shape}")
+    if image_u8.ndim != 3:
+        raise ValueError(f"need an (H, W, C) image, got shape {image_u8.shape}")
     x = normalize(jnp.asarray(image_u8)[None])
     logits, _, features = forward(params, stats, cfg, x, train=False, return_features=True)
     probs = jax.nn.sigmoid(logits[0]) if multi_label else jax.nn.softmax(logits[0])
@@ -103,7 +104,7 @@ def explain_image(
         probs=np.asarray(probs),
         predicted=predicted,
         class_index=target,
-        cam=np.asarray(upsample(cam, image_u8.shape[0])),
+        cam=np.asarray(upsample(cam, image_u8.shape[:2])),
         cam_lowres=np.asarray(cam),
         feature_maps=[np.asarray(f[0]) for f in features],
         layer_names=feature_names(cfg, len(features)),
@@ -117,7 +118,7 @@ def label_cams(
     """Grad-CAM per class index (multi-label: one map per label), upsampled like `cam`,
     from the explanation's last feature map; the explained class reuses its own map."""
     features = jnp.asarray(explanation.feature_maps[-1])[None]
-    size = explanation.cam.shape[0]
+    size = explanation.cam.shape
     cams = {}
     for index in indices:
         if index == explanation.class_index:

@@ -84,7 +84,7 @@ def export_bundle(
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (choose {' or '.join(FORMATS)})")
     images, real, source = gather_check_images(bundle, check_images)
-    shape = (bundle.image_size, bundle.image_size, bundle.channels)
+    shape = (*bundle.image_hw, bundle.channels)
     if fmt == "onnx":
         data = onnx_bytes(bundle)
         run = open_onnx(data, "exported ONNX model", shape, len(bundle.classes))
@@ -156,20 +156,18 @@ def labels_json(bundle: Bundle) -> list[str] | dict:
 
 def preprocess_spec(bundle: Bundle) -> dict:
     """The input contract of both exported formats, written as preprocess.json."""
-    from cnncli.data.decode import RESIZE_POLICY
-
-    s, c = bundle.image_size, bundle.channels
+    (h, w), c = bundle.image_hw, bundle.channels
     return {
-        "image_size": s,
+        **bundle.resize.spec(),
         "channels": c,
         "color": "RGB" if c == 3 else "L (ITU-R 601 luma)",
         "input": {
             "name": "images",
             "dtype": "uint8",
             "layout": "NHWC",
-            "shape": ["batch", s, s, c],
+            "shape": ["batch", h, w, c],
         },
-        "decode": RESIZE_POLICY,
+        "decode": bundle.resize.describe(),
         "normalize": "inside the model: x / 127.5 - 1 (do not normalise before)",
         "outputs": {"logits": ["batch", len(bundle.classes)], "probs": "softmax of logits"},
         "labels": f"{LABELS_FILE}: class names in output order",
@@ -253,7 +251,7 @@ def onnx_model(bundle: Bundle):
 
     cfg, params = bundle.model, bundle.params
     g = _Graph()
-    s, c, k = bundle.image_size, bundle.channels, len(bundle.classes)
+    (h, w), c, k = bundle.image_hw, bundle.channels, len(bundle.classes)
     x = g.op("Cast", ["images"], "to_float", to=TensorProto.FLOAT)
     # network.normalize exactly: x * float32(2/255) - 1.
     x = g.op("Mul", [x, g.const("two_over_255", np.float32(2.0 / 255.0))], "scale")
@@ -275,7 +273,7 @@ def onnx_model(bundle: Bundle):
     graph = helper.make_graph(
         g.nodes,
         "cnn",
-        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", s, s, c])],
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", h, w, c])],
         [
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", k]),
             helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", k]),
@@ -286,10 +284,12 @@ def onnx_model(bundle: Bundle):
         graph,
         producer_name="cnn",
         opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-        doc_string=f"uint8 NHWC images (batch, {s}, {s}, {c}) -> logits, probs; see {PREPROCESS_FILE}",
+        doc_string=f"uint8 NHWC images (batch, {h}, {w}, {c}) -> logits, probs; see {PREPROCESS_FILE}",
     )
     model.ir_version = ONNX_IR_VERSION
-    props = {"classes": json.dumps(bundle.classes), "image_size": str(s), "channels": str(c)}
+    size = str(h) if h == w else f"{h},{w}"
+    props = {"classes": json.dumps(bundle.classes), "image_size": size, "channels": str(c)}
+    props["resize"] = bundle.resize.policy
     if bundle.multi_label:
         props["multi_label"] = "true"
         props["thresholds"] = json.dumps(labels_json(bundle)["thresholds"])
@@ -375,8 +375,8 @@ def stablehlo_bytes(bundle: Bundle) -> bytes:
             return logits, jax.nn.sigmoid(logits)
         return logits, jax.nn.softmax(logits, axis=-1)
 
-    s, c = bundle.image_size, bundle.channels
-    spec = jax.ShapeDtypeStruct(jax_export.symbolic_shape(f"batch, {s}, {s}, {c}"), jnp.uint8)
+    (h, w), c = bundle.image_hw, bundle.channels
+    spec = jax.ShapeDtypeStruct(jax_export.symbolic_shape(f"batch, {h}, {w}, {c}"), jnp.uint8)
     exported = jax_export.export(jax.jit(infer), platforms=STABLEHLO_PLATFORMS)(spec)
     return bytes(exported.serialize())
 
@@ -401,14 +401,14 @@ def gather_check_images(bundle: Bundle, paths: list[str] | None) -> tuple[np.nda
         if len(arrays) == limit:
             break
         try:
-            arrays.append(decode_image(path, bundle.image_size, bundle.channels))
+            arrays.append(decode_image(path, bundle.resize, bundle.channels))
         except DecodeError:
             continue
     if paths and not arrays:
         raise ExportError(f"--check-images {' '.join(paths)}: none of the files could be decoded")
     real = len(arrays)
     rng = np.random.default_rng(0)
-    shape = (CHECK_SYNTHETIC, bundle.image_size, bundle.image_size, bundle.channels)
+    shape = (CHECK_SYNTHETIC, *bundle.image_hw, bundle.channels)
     arrays += list(rng.integers(0, 256, shape, dtype=np.uint8))
     return np.stack(arrays), real, source
 
@@ -446,7 +446,7 @@ def flax_logits(bundle: Bundle, images: np.ndarray) -> np.ndarray:
     def build():
         return CNN(
             bundle.model,
-            image_size=bundle.image_size,
+            image_size=bundle.image_hw,
             channels=bundle.channels,
             num_classes=len(bundle.classes),
             rngs=nnx.Rngs(0),

@@ -2,8 +2,8 @@
 
 An export folder holds model.onnx and/or model.stablehlo plus labels.json (class names in
 output order; for a multi-label model an object with the names and per-label thresholds,
-and probs are sigmoid probabilities) and preprocess.json (input size, channels, decode rules). Both model files
-take uint8 NHWC images of shape (batch, S, S, C) with any batch size, normalise inside,
+and probs are sigmoid probabilities) and preprocess.json (input size, channels, resize policy, decode rules). Both model files
+take uint8 NHWC images of shape (batch, H, W, C) with any batch size, normalise inside,
 and return (logits, probs). onnxruntime is imported only for .onnx files, jax only for
 .stablehlo files.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.bundle import META_FILE, Bundle, BundleError, load_bundle
+from cnncli.data.decode import Resize, as_resize, resize_from_spec
 
 ONNX_FILE = "model.onnx"
 STABLEHLO_FILE = "model.stablehlo"
@@ -42,11 +43,19 @@ class ExportedModel:
     path: Path
     format: str  # "onnx" or "stablehlo"
     classes: list[str]
-    image_size: int
+    resize: Resize  # input size and resize policy, as Bundle.resize
     channels: int
     run: Runner
     multi_label: bool = False
     thresholds: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        self.resize = as_resize(self.resize)
+
+    @property
+    def image_hw(self) -> tuple[int, int]:
+        """(height, width) of the model's input."""
+        return self.resize.hw
 
     def classifier(self, batch_size: int, tta: bool = False) -> Callable[[np.ndarray], np.ndarray]:
         """uint8 batch -> class probabilities, like predict.make_classifier (optionally + flip)."""
@@ -89,8 +98,11 @@ def load_model(path: str | Path) -> Bundle | ExportedModel:
     return load_bundle(path)
 
 
-def read_sidecars(folder: Path) -> tuple[list[str], int, int]:
-    """(classes, image_size, channels) from labels.json and preprocess.json in folder."""
+def read_sidecars(folder: Path) -> tuple[list[str], Resize, int]:
+    """(classes, resize, channels) from labels.json and preprocess.json in folder.
+
+    A preprocess.json from before resize policies means a square centre crop.
+    """
     labels_path, pre_path = folder / LABELS_FILE, folder / PREPROCESS_FILE
     try:
         classes = json.loads(labels_path.read_text(encoding="utf-8"))
@@ -113,12 +125,16 @@ def read_sidecars(folder: Path) -> tuple[list[str], int, int]:
     ):
         raise ExportError(f"{labels_path}: expected a JSON list of at least 2 class names")
     try:
-        image_size, channels = int(pre["image_size"]), int(pre["channels"])
-    except (KeyError, TypeError, ValueError):
-        raise ExportError(f"{pre_path}: needs integer 'image_size' and 'channels'") from None
-    if image_size < 1 or channels not in (1, 3):
+        channels = int(pre["channels"])
+        resize = resize_from_spec(pre, str(pre_path))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise ExportError(
+            f"{pre_path}: needs 'image_size' (N or [H, W], each >= 1), integer 'channels' "
+            "and a known 'resize'"
+        ) from None
+    if channels not in (1, 3):
         raise ExportError(f"{pre_path}: image_size must be >= 1 and channels 1 or 3")
-    return classes, image_size, channels
+    return classes, resize, channels
 
 
 def read_label_mode(folder: Path, num_classes: int) -> tuple[bool, list[float] | None]:
@@ -148,15 +164,15 @@ def read_label_mode(folder: Path, num_classes: int) -> tuple[bool, list[float] |
 def load_exported(path: str | Path, fmt: str) -> ExportedModel:
     """Open an exported model file and its sidecars, checking input shape and class count."""
     path = Path(path)
-    classes, size, channels = read_sidecars(path.parent)
+    classes, resize, channels = read_sidecars(path.parent)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ExportError(f"{path}: cannot read ({exc.strerror or exc})") from None
     opener = open_onnx if fmt == "onnx" else open_stablehlo
-    run = opener(data, str(path), (size, size, channels), len(classes))
+    run = opener(data, str(path), (*resize.hw, channels), len(classes))
     multi_label, thresholds = read_label_mode(path.parent, len(classes))
-    return ExportedModel(path, fmt, classes, size, channels, run, multi_label, thresholds)
+    return ExportedModel(path, fmt, classes, resize, channels, run, multi_label, thresholds)
 
 
 def open_onnx(

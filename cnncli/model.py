@@ -9,7 +9,7 @@ from flax import nnx
 
 from cnncli import network
 from cnncli.config import ModelConfig
-from cnncli.shapes import param_shapes
+from cnncli.shapes import ImageSize, param_shapes
 
 
 class CNN(nnx.Module):
@@ -20,7 +20,13 @@ class CNN(nnx.Module):
     """
 
     def __init__(
-        self, cfg: ModelConfig, *, image_size: int, channels: int, num_classes: int, rngs: nnx.Rngs
+        self,
+        cfg: ModelConfig,
+        *,
+        image_size: ImageSize,
+        channels: int,
+        num_classes: int,
+        rngs: nnx.Rngs,
     ):
         self.cfg = cfg
         params, stats = {}, {}
@@ -61,7 +67,7 @@ def _init(name: str, shape: tuple[int, ...], rngs: nnx.Rngs) -> jax.Array:
 
 
 def init_weights(
-    cfg: ModelConfig, *, image_size: int, channels: int, num_classes: int, seed: int
+    cfg: ModelConfig, *, image_size: ImageSize, channels: int, num_classes: int, seed: int
 ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
     """Build the nnx model with a seeded key and return its (params, stats) flat dicts.
 

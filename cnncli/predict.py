@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.bundle import Bundle
-from cnncli.data.decode import DecodeError, decode_image
+from cnncli.data.decode import DecodeError, Resize, decode_image
 from cnncli.data.scan import IMAGE_EXTENSIONS
 
 
@@ -103,7 +103,7 @@ def make_classifier(
         # into the program (slower compiles, no reuse from jax's persistent compilation
         # cache). device_put moves them once and, unlike jnp.asarray, compiles nothing.
         weights = jax.device_put((bundle.params, bundle.stats))
-        shape = (batch_size, bundle.image_size, bundle.image_size, bundle.channels)
+        shape = (batch_size, *bundle.image_hw, bundle.channels)
         compiled = jax.jit(classify).lower(weights, jax.ShapeDtypeStruct(shape, np.uint8)).compile()
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -150,7 +150,7 @@ def predict_paths(
         classify = make_classifier(bundle, batch_size, tta)
     results: list[Prediction] = []
     done = 0
-    for chunk in _decoded_chunks(paths, batch_size, bundle.image_size, bundle.channels):
+    for chunk in _decoded_chunks(paths, batch_size, bundle.resize, bundle.channels):
         good = [(Prediction(path), image) for path, image in chunk if not isinstance(image, str)]
         results.extend(
             Prediction(path, error=image) for path, image in chunk if isinstance(image, str)
@@ -172,7 +172,7 @@ DECODE_THREADS = 2  # background decode threads of predict_paths (at most one pe
 
 
 def _decoded_chunks(
-    paths: list[str], batch_size: int, image_size: int, channels: int
+    paths: list[str], batch_size: int, resize: Resize, channels: int
 ) -> Iterator[list[tuple[str, np.ndarray | str]]]:
     """Yield the paths batch by batch as (path, uint8 image or error reason) pairs.
 
@@ -184,7 +184,7 @@ def _decoded_chunks(
 
     def decode(path: str) -> tuple[str, np.ndarray | str]:
         try:
-            return path, decode_image(path, image_size, channels)
+            return path, decode_image(path, resize, channels)
         except DecodeError as exc:
             return path, exc.reason if hasattr(exc, "reason") else str(exc)
 

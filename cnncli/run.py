@@ -194,6 +194,7 @@ def load_split(plan: RunPlan, split: str, progress=None, shards=None):
     import numpy as np
 
     from cnncli.data.cache import load_images, select_rows
+    from cnncli.data.decode import resize_of
     from cnncli.data.loader import DataShards, SplitArrays
 
     shards = shards or DataShards()
@@ -203,7 +204,7 @@ def load_split(plan: RunPlan, split: str, progress=None, shards=None):
     loaded = load_images(
         plan.dataset.root,
         [items[r][0] for r in rows],
-        d.image_size,
+        resize_of(d),
         d.channels,
         memory_budget_mb=d.cache_memory,
         cache_dir=plan.run_dir / "cache",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cnncli.config import ConfigError, ConvBlock, ModelConfig
+from cnncli.config import ConfigError, ConvBlock, ModelConfig, size_hw
+
+# An input size: N (N x N) or (height, width).
+ImageSize = int | tuple[int, int] | list[int]
 
 
 @dataclass
@@ -68,15 +71,23 @@ def _residual_rows(n: int, block: ConvBlock, h: int, w: int, c_in: int) -> list[
     return rows
 
 
+def _narrow(h: int, oh: int, w: int, ow: int) -> tuple[int, int]:
+    """(input side, output side) of the side that got too small (height first)."""
+    return (h, oh) if oh < 1 else (w, ow)
+
+
 def layer_table(
-    model: ModelConfig, image_size: int, channels: int, num_classes: int
+    model: ModelConfig, image_size: ImageSize, channels: int, num_classes: int
 ) -> list[LayerRow]:
-    """Shapes, parameter counts and MACs per layer; raises ConfigError naming a layer < 1 px."""
+    """Shapes, parameter counts and MACs per layer; raises ConfigError naming a layer < 1 px.
+
+    image_size is N (N x N) or (height, width).
+    """
+    h, w = size_hw(image_size)
     if model.backbone:
         from cnncli.backbones.resnet_spec import layer_table as backbone_table
 
-        return backbone_table(model.backbone, image_size, image_size, channels, num_classes)
-    h = w = image_size
+        return backbone_table(model.backbone, h, w, channels, num_classes)
     c = channels
     rows: list[LayerRow] = []
     for i, block in enumerate(model.conv):
@@ -85,9 +96,10 @@ def layer_table(
         oh = conv_out(h, block.kernel, block.stride, before + after)
         ow = conv_out(w, block.kernel, block.stride, before + after)
         if oh < 1 or ow < 1:
+            side, out = _narrow(h, oh, w, ow)
             raise ConfigError(
                 f"layer {name}: output would be {oh}x{ow} from a {h}x{w} input "
-                f"({formula(w, block.kernel, before + after, block.stride, ow)}); "
+                f"({formula(side, block.kernel, before + after, block.stride, out)}); "
                 "use a larger --image-size, fewer layers, padding 'same' or a smaller stride/pool"
             )
         # No conv bias before batch norm: BN subtracts the mean, so it would learn nothing.
@@ -116,9 +128,10 @@ def layer_table(
             oh = conv_out(h, block.pool, stride, 0)
             ow = conv_out(w, block.pool, stride, 0)
             if oh < 1 or ow < 1:
+                side, out = _narrow(h, oh, w, ow)
                 raise ConfigError(
                     f"layer pool{i + 1}: output would be {oh}x{ow} from a {h}x{w} input "
-                    f"({formula(w, block.pool, 0, stride, ow)}); "
+                    f"({formula(side, block.pool, 0, stride, out)}); "
                     "use a larger --image-size, fewer layers or no pooling in this block"
                 )
             rows.append(
@@ -157,7 +170,7 @@ def layer_table(
     return rows
 
 
-def flat_features(model: ModelConfig, image_size: int, channels: int) -> int:
+def flat_features(model: ModelConfig, image_size: ImageSize, channels: int) -> int:
     """Number of features entering the first dense layer."""
     rows = layer_table(model, image_size, channels, 2)
     return next(r.out_shape[0] for r in rows if r.kind in ("flatten", "gap"))
@@ -165,7 +178,7 @@ def flat_features(model: ModelConfig, image_size: int, channels: int) -> int:
 
 def param_shapes(
     cfg: ModelConfig,
-    image_size: int,
+    image_size: ImageSize,
     channels: int,
     num_classes: int,
     bias_before_bn: bool = False,

@@ -36,6 +36,24 @@ MultiLabelOpt = Annotated[
 ]
 
 
+# The input size flag of train and summary: N (N x N) or H,W.
+ImageSizeOpt = Annotated[
+    str | None,
+    Opt(
+        "--image-size",
+        help="Input size in pixels: N (N x N) or H,W, e.g. 48,64 (default: 64).",
+        show_default=False,
+    ),
+]
+
+
+def image_size_option(text: str | None) -> int | list[int] | None:
+    """--image-size parsed (None when absent); a one-line ConfigError when malformed."""
+    from cnncli.config import parse_image_size
+
+    return None if text is None else parse_image_size(text)
+
+
 def label_options(labels: Path | None, delimiter: str, multi_label: bool):
     """The LabelOptions of the --labels, --label-delimiter and --multi-label flags."""
     from cnncli.data.labels import LabelOptions

@@ -72,7 +72,7 @@ def explain(
                 )
             class_index = bundle.classes.index(class_name)
         try:
-            pixels = decode_image(image, bundle.image_size, bundle.channels)
+            pixels = decode_image(image, bundle.resize, bundle.channels)
         except DecodeError as exc:
             raise fail(str(exc)) from None
         result = explain_image(

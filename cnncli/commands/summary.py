@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import ImageSizeOpt, Opt, fail, handled_errors, image_size_option
 
 DEFAULT_NUM_CLASSES = 10
 
@@ -43,11 +43,13 @@ def _load_source(source: Path | None):
 
         bundle = load_bundle(source)
         cfg = RunConfig()
+        height, width = bundle.image_hw
         cfg.model, cfg.data.image_size, cfg.data.channels = (
             bundle.model,
-            bundle.image_size,
+            height if height == width else [height, width],
             bundle.channels,
         )
+        cfg.data.resize, cfg.data.pad_color = bundle.resize.policy, list(bundle.resize.pad_color)
         return cfg, len(bundle.classes), str(source)
     if not source.exists():
         raise ConfigError(f"{source}: no such config file or run folder")
@@ -65,9 +67,7 @@ def summary(
             show_default=False,
         ),
     ] = None,
-    image_size: Annotated[
-        int | None, Opt("--image-size", help="Square input size in pixels to try.")
-    ] = None,
+    image_size: ImageSizeOpt = None,
     channels: Annotated[int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB).")] = None,
     model: Annotated[
         str | None, Opt("--model", help="Architecture preset: tiny, small, medium or resnet.")
@@ -123,7 +123,7 @@ def summary(
         if model is not None:
             cfg.model = model_preset(model)
         overrides = {
-            "data.image_size": image_size,
+            "data.image_size": image_size_option(image_size),
             "data.channels": channels,
             "model.dense": int_list(dense, "--dense"),
             "model.dropout": dropout,
@@ -135,9 +135,9 @@ def summary(
             )
         cfg = merge_overrides(cfg, overrides)
         classes = num_classes or saved_classes or DEFAULT_NUM_CLASSES
-        size, chans = cfg.data.image_size, cfg.data.channels
+        size, chans = cfg.data.input_hw, cfg.data.channels
         rows = layer_table(cfg.model, size, chans, classes)
-        input_shape = (size, size, chans)
+        input_shape = (*size, chans)
         if json_out:
             layers = [
                 {
@@ -163,7 +163,7 @@ def summary(
             return
         class_note = "" if num_classes or saved_classes else " (default; --num-classes)"
         title = escape(
-            f"network for {size}x{size}x{chans} input, {classes} classes{class_note}; "
+            f"network for {size[0]}x{size[1]}x{chans} input, {classes} classes{class_note}; "
             f"from {described}"
         )
         make_console().print(layers_table(rows, title, input_shape=input_shape))

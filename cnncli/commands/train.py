@@ -9,12 +9,14 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import (
+    ImageSizeOpt,
     LabelDelimiterOpt,
     LabelsOpt,
     MultiLabelOpt,
     Opt,
     fail,
     handled_errors,
+    image_size_option,
     int_list,
     label_options,
     model_overrides,
@@ -45,8 +47,21 @@ def train(
     labels: LabelsOpt = None,
     label_delimiter: LabelDelimiterOpt = ";",
     multi_label: MultiLabelOpt = False,
-    image_size: Annotated[
-        int | None, Opt("--image-size", help="Square input size in pixels (default: 64).")
+    image_size: ImageSizeOpt = None,
+    resize: Annotated[
+        str | None,
+        Opt(
+            "--resize",
+            help="How other shapes become the input size: crop (centre), pad (whole image, "
+            "letterboxed) or squish (stretched) (default: crop).",
+        ),
+    ] = None,
+    pad_color: Annotated[
+        str | None,
+        Opt(
+            "--pad-color",
+            help="Fill of --resize pad: grey level, R,G,B or #rrggbb (default: 128,128,128).",
+        ),
     ] = None,
     channels: Annotated[
         int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB) (default: 3).")
@@ -215,6 +230,7 @@ def train(
     """
     configure_xla()
     with _leave_cluster_on_error(), handled_errors():
+        from cnncli.config import parse_color
         from cnncli.distributed import resolve_cluster
         from cnncli.report import make_console
 
@@ -235,7 +251,9 @@ def train(
                     "missing DATA_DIR (a folder of class subfolders), or use --resume RUN_DIR"
                 )
             overrides = {
-                "data.image_size": image_size,
+                "data.image_size": image_size_option(image_size),
+                "data.resize": resize,
+                "data.pad_color": None if pad_color is None else parse_color(pad_color),
                 "data.channels": channels,
                 "data.val_fraction": val_fraction,
                 "data.cache_memory": cache_memory,
@@ -456,7 +474,7 @@ def _run_training(
     console.print(
         layers_table(
             plan.layers,
-            f"network for {plan.cfg.data.image_size}x{plan.cfg.data.image_size}x{plan.cfg.data.channels} input",
+            f"network for {_input_text(plan.cfg.data)} input",
         )
     )
     from cnncli.train import TrainingDiverged
@@ -521,6 +539,13 @@ def _run_training(
         )
     if json_out:
         print(json.dumps(summary))
+
+
+def _input_text(data) -> str:
+    """'64x64x3', plus the resize policy when it is not the centre crop."""
+    height, width = data.input_hw
+    text = f"{height}x{width}x{data.channels}"
+    return text if data.resize == "crop" else f"{text} ({data.resize})"
 
 
 class _StopOnCtrlC:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.atomic import atomic_write_text
-from cnncli.data.decode import RESIZE_POLICY, DecodeError, decode_image
+from cnncli.data.decode import DecodeError, Resize, as_resize, decode_image
 
 # Bump when decode output changes for the same files, so stale caches are never reused.
 CACHE_VERSION = 1
@@ -48,10 +48,11 @@ def default_workers() -> int:
     return max(1, min(cpus, MAX_WORKERS))
 
 
-def cache_key(root: str | Path, relpaths: list[str], image_size: int, channels: int) -> str:
+def cache_key(root: str | Path, relpaths: list[str], size: int | Resize, channels: int) -> str:
     """sha256 over the decode settings and each file's relative path, size and mtime_ns."""
     digest = hashlib.sha256()
-    settings = [CACHE_VERSION, RESIZE_POLICY, image_size, channels, len(relpaths)]
+    resize = as_resize(size)
+    settings = [CACHE_VERSION, resize.describe(), [*resize.hw], channels, len(relpaths)]
     digest.update(json.dumps(settings).encode())
     root = Path(root)
     for relpath in relpaths:
@@ -65,14 +66,14 @@ def cache_key(root: str | Path, relpaths: list[str], image_size: int, channels: 
 
 
 def _decode_chunk(
-    root: str, relpaths: list[str], image_size: int, channels: int
+    root: str, relpaths: list[str], resize: Resize, channels: int
 ) -> tuple[np.ndarray, list[str | None]]:
     """Decode consecutive files; failed rows stay zero and get a reason (None when fine)."""
-    out = np.zeros((len(relpaths), image_size, image_size, channels), np.uint8)
+    out = np.zeros((len(relpaths), *resize.hw, channels), np.uint8)
     reasons: list[str | None] = []
     for i, relpath in enumerate(relpaths):
         try:
-            out[i] = decode_image(Path(root) / relpath, image_size, channels)
+            out[i] = decode_image(Path(root) / relpath, resize, channels)
             reasons.append(None)
         except DecodeError as exc:
             reasons.append(exc.reason)
@@ -113,11 +114,12 @@ def _decode_into(
     out: np.ndarray,
     root: Path,
     relpaths: list[str],
+    resize: Resize,
     workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> list[str | None]:
     """Fill out[i] with relpaths[i] decoded; returns per-file failure reasons (None if fine)."""
-    n, image_size, _, channels = out.shape
+    n, channels = out.shape[0], out.shape[3]
     reasons: list[str | None] = [None] * n
     done = 0
 
@@ -137,8 +139,7 @@ def _decode_into(
         pool = process_pool(min(workers, len(pending)))
         try:
             jobs = {
-                s: (str(root), relpaths[s : s + size], image_size, channels)
-                for s in sorted(pending)
+                s: (str(root), relpaths[s : s + size], resize, channels) for s in sorted(pending)
             }
             futures = submit_all(pool, _decode_chunk, jobs)
             for future in as_completed(futures):
@@ -159,9 +160,7 @@ def _decode_into(
             # On Ctrl-C, drop the queued chunks instead of decoding them all first.
             pool.shutdown(wait=True, cancel_futures=True)
     for start in sorted(pending):
-        store(
-            start, *_decode_chunk(str(root), relpaths[start : start + size], image_size, channels)
-        )
+        store(start, *_decode_chunk(str(root), relpaths[start : start + size], resize, channels))
     return reasons
 
 
@@ -248,7 +247,7 @@ def select_rows(images: np.ndarray, keep: np.ndarray) -> np.ndarray:
 def load_images(
     root: str | Path,
     relpaths: list[str],
-    image_size: int,
+    size: int | Resize,
     channels: int,
     *,
     memory_budget_mb: int = 2048,
@@ -256,14 +255,17 @@ def load_images(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> LoadedImages:
-    """Decode root/relpath for each relpath into uint8 (N, S, S, C), reusing cache_dir's copy.
+    """Decode root/relpath for each relpath into uint8 (N, H, W, C), reusing cache_dir's copy.
+
+    size is a Resize (policy and H x W), or an int for a square centre crop.
 
     Above memory_budget_mb MiB the array is a memmap (in cache_dir, or a temporary folder).
     With cache_dir the result is stored as <key>.npy + <key>.json and reused while no file's
     size or mtime changes. Results do not depend on workers.
     """
     root = Path(root)
-    shape = (len(relpaths), image_size, image_size, channels)
+    resize = as_resize(size)
+    shape = (len(relpaths), *resize.hw, channels)
     over_budget = int(np.prod(shape)) > memory_budget_mb * 2**20
     if not relpaths:
         return LoadedImages(np.zeros(shape, np.uint8), np.zeros(0, bool), [])
@@ -271,7 +273,7 @@ def load_images(
     if cache_dir is not None:
         cache_dir = Path(cache_dir)
         cache_dir.mkdir(parents=True, exist_ok=True)
-        key = cache_key(root, relpaths, image_size, channels)
+        key = cache_key(root, relpaths, resize, channels)
         cached = _read_cache(cache_dir, key, shape)
         if cached is not None:
             if progress:
@@ -288,7 +290,9 @@ def load_images(
     else:
         images = np.zeros(shape, np.uint8)
     try:
-        reasons = _decode_into(images, root, relpaths, workers or default_workers(), progress)
+        reasons = _decode_into(
+            images, root, relpaths, resize, workers or default_workers(), progress
+        )
     except BaseException:
         if tmp_array is not None:
             tmp_array.unlink(missing_ok=True)

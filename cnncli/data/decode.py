@@ -5,15 +5,21 @@ from __future__ import annotations
 import re
 import stat
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# How an image of another shape becomes H x W: keep the centre (crop), fit it whole and fill
+# the rest (pad, "letterbox"), or stretch it (squish); fastai and Keras offer the same three.
+from cnncli.config import PAD_COLOR, RESIZE_POLICIES
+
 RESIZE_POLICY = (
     "EXIF orientation applied, transparency composited on white, then the shorter side "
     "scaled to S (antialiased bilinear) and the centre S x S square kept"
 )
+
 
 # Larger images are refused before their pixels are read (decompression-bomb guard).
 MAX_PIXELS = 100_000_000
@@ -164,29 +170,141 @@ def _composite_on_white(img: Image.Image) -> Image.Image:
     return Image.fromarray(blended[..., 0] if out_mode == "L" else blended, out_mode)
 
 
-def decode_array(img: Image.Image, image_size: int, channels: int) -> np.ndarray:
-    """Resize (shorter side to image_size) and centre-crop to uint8 (S, S, channels)."""
+@dataclass(frozen=True)
+class Resize:
+    """How a decoded image becomes height x width pixels: policy crop, pad or squish."""
+
+    height: int
+    width: int
+    policy: str = "crop"
+    pad_color: tuple[int, int, int] = PAD_COLOR
+
+    def __post_init__(self) -> None:
+        if self.height < 1 or self.width < 1:
+            raise ValueError(f"image size must be >= 1, got {self.height}x{self.width}")
+        if self.policy not in RESIZE_POLICIES:
+            raise ValueError(
+                f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {self.policy!r}"
+            )
+        object.__setattr__(self, "pad_color", tuple(int(v) for v in self.pad_color))
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.height, self.width
+
+    def describe(self) -> str:
+        """The decode rule in words (model.json, preprocess.json)."""
+        if self.policy == "crop" and self.height == self.width:
+            return RESIZE_POLICY  # the rule's words from before H x W existed
+        h, w = self.height, self.width
+        start = "EXIF orientation applied, transparency composited on white, then "
+        if self.policy == "crop":
+            return start + (
+                f"scaled (antialiased bilinear) to cover {h} x {w} (H x W) and the centre "
+                f"{h} x {w} kept"
+            )
+        if self.policy == "pad":
+            return start + (
+                f"scaled (antialiased bilinear) to fit inside {h} x {w} (H x W), centred, and "
+                f"the rest filled with RGB {list(self.pad_color)} (grayscale: its luma)"
+            )
+        return start + f"stretched (antialiased bilinear) to {h} x {w} (H x W)"
+
+    def spec(self) -> dict:
+        """The JSON fields that say how to resize (bundle and preprocess.json)."""
+        size: int | list[int] = self.height if self.height == self.width else [*self.hw]
+        spec = {"image_size": size, "height": self.height, "width": self.width}
+        spec["resize"] = self.policy
+        if self.policy == "pad":
+            spec["pad_color"] = list(self.pad_color)
+        return spec
+
+
+def as_resize(size: int | Resize) -> Resize:
+    """A Resize from an int (square, centre crop, as before policies existed) or a Resize."""
+    if isinstance(size, Resize):
+        return size
+    return Resize(int(size), int(size))
+
+
+def resize_from_spec(spec: dict, where: str) -> Resize:
+    """Resize.spec() read back; fields a file from before policies lacks default to a
+    square centre crop. ValueError names `where`."""
+    try:
+        size = spec["image_size"]
+        if isinstance(size, list) and len(size) == 2:
+            height, width = int(size[0]), int(size[1])
+        else:
+            height = width = int(size)
+        height, width = int(spec.get("height", height)), int(spec.get("width", width))
+        policy = spec.get("resize", "crop")
+        if policy == RESIZE_POLICY:  # bundles from before policies: the crop rule's words
+            policy = "crop"
+        color = spec.get("pad_color", PAD_COLOR)
+        if not (isinstance(color, list | tuple) and len(color) == 3):
+            raise ValueError("pad_color must be 3 integers 0..255")
+        if not all(0 <= int(v) <= 255 for v in color):
+            raise ValueError("pad_color must be 3 integers 0..255")
+        return Resize(height, width, policy, tuple(int(v) for v in color))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: bad image size or resize fields ({exc})") from None
+
+
+def resize_of(data) -> Resize:
+    """The Resize of a DataConfig (its image_size, resize and pad_color)."""
+    height, width = data.input_hw
+    return Resize(height, width, data.resize, tuple(data.pad_color))
+
+
+def _fill_value(color: tuple[int, int, int], mode: str) -> int | tuple[int, int, int]:
+    """The pad colour in the image's mode: RGB as given, L its ITU-R 601 luma (as convert)."""
+    if mode == "RGB":
+        return color
+    return Image.new("RGB", (1, 1), color).convert("L").getpixel((0, 0))
+
+
+def decode_array(img: Image.Image, size: int | Resize, channels: int) -> np.ndarray:
+    """Resize by policy (an int: square centre crop) to uint8 (H, W, channels)."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    spec = as_resize(size)
     img = to_rgb_or_l(img)
     target = "L" if channels == 1 else "RGB"
     if img.mode != target:
         img = img.convert(target)  # L -> RGB replicates; RGB -> L uses ITU-R 601 luma
+    out_h, out_w = spec.hw
     width, height = img.size
-    side = min(width, height)
-    left, top = (width - side) / 2, (height - side) / 2
-    # Resizing just the centre square equals "scale shorter side, then crop", in one pass.
-    img = img.resize(
-        (image_size, image_size),
-        Image.Resampling.BILINEAR,
-        box=(left, top, left + side, top + side),
-        reducing_gap=3.0,
-    )
+    if spec.policy == "crop":
+        # The largest centred box of the output's aspect; resizing just that box equals
+        # "scale to cover, then crop", in one pass.
+        if width * out_h > height * out_w:  # wider than the output: trim left and right
+            box_w, box_h = height * out_w / out_h, height
+        else:
+            box_w, box_h = width, width * out_h / out_w
+        left, top = (width - box_w) / 2, (height - box_h) / 2
+        box = (left, top, left + box_w, top + box_h)
+        img = img.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+    elif spec.policy == "squish":
+        img = img.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    else:  # pad: the whole image, scaled to fit, centred on a canvas of the pad colour
+        scale = min(out_w / width, out_h / height)
+        fit_w = min(out_w, max(1, round(width * scale)))
+        fit_h = min(out_h, max(1, round(height * scale)))
+        fitted = img.resize((fit_w, fit_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        img = Image.new(target, (out_w, out_h), _fill_value(spec.pad_color, target))
+        img.paste(fitted, ((out_w - fit_w) // 2, (out_h - fit_h) // 2))
     array = np.asarray(img, dtype=np.uint8)
-    return array.reshape(image_size, image_size, channels)
+    return array.reshape(out_h, out_w, channels)
 
 
-def decode_image(path: str | Path, image_size: int, channels: int) -> np.ndarray:
-    """Decode one file to uint8 (image_size, image_size, channels); DecodeError if unreadable."""
-    img = open_image(path, draft_size=image_size, draft_mode="L" if channels == 1 else "RGB")
-    return decode_array(img, image_size, channels)
+def decode_image(path: str | Path, size: int | Resize, channels: int) -> np.ndarray:
+    """Decode one file to uint8 (H, W, channels) by the resize policy; DecodeError if unreadable.
+
+    `size` is a Resize, or an int for a square centre crop.
+    """
+    spec = as_resize(size)
+    # Every policy keeps >= 2x the output on both sides when drafting by the longer side.
+    draft = max(spec.hw)
+    img = open_image(path, draft_size=draft, draft_mode="L" if channels == 1 else "RGB")
+    return decode_array(img, spec, channels)
