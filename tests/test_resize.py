@@ -154,3 +154,28 @@ def test_shapes_follow_height_and_width():
     assert param_shapes(cfg, (32, 64), 3, 5)["dense1/kernel"][0] == (4 * 8 * 128, 128)
     with pytest.raises(ConfigError, match="layer pool3: output would be 0x8 from a 1x16"):
         layer_table(cfg, (4, 64), 3, 5)
+
+
+def test_a_bundle_saved_before_resize_policies_loads_as_square_crop(tmp_path):
+    import json
+
+    from cnncli.bundle import load_bundle, save_bundle
+
+    cfg = RunConfig()
+    cfg.data.image_size = 16
+    shapes = param_shapes(cfg.model, 16, 3, 2)
+    arrays = {k: np.zeros(shape, np.float32) for k, (shape, _) in shapes.items()}
+    save_bundle(tmp_path / "model", cfg, ["a", "b"], arrays, {})
+    meta_path = tmp_path / "model" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    # model.json as written before H x W and policies existed.
+    meta["preprocess"] = {
+        "image_size": 16,
+        "channels": 3,
+        "resize": RESIZE_POLICY,
+        "normalize": "x / 127.5 - 1 (uint8 -> [-1, 1])",
+        "layout": "NHWC",
+    }
+    meta_path.write_text(json.dumps(meta))
+    bundle = load_bundle(tmp_path / "model")
+    assert bundle.resize == Resize(16, 16, "crop") and bundle.image_hw == (16, 16)
