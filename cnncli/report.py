@@ -33,6 +33,17 @@ def dataset_table(counts: dict[str, dict[str, int]], title: str) -> Table:
     return table
 
 
+def recipe_table(rows: list[dict[str, str]], title: str = "recipe") -> Table:
+    """The automatic recipe: each choice, the value used, and why."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("choice")
+    table.add_column("value")
+    table.add_column("why")
+    for row in rows:
+        table.add_row(escape(row["choice"]), escape(row["value"]), escape(row["reason"]))
+    return table
+
+
 def layer_inputs(rows, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Each row's input shape: the previous row's output (the image for the first row).
 

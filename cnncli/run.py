@@ -30,6 +30,7 @@ CONFIG_FILE = "config.toml"
 MANIFEST_FILE = "split.csv"
 METRICS_FILE = "metrics.csv"
 RUN_FILE = "run.json"
+RECIPE_FILE = "recipe.json"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
@@ -44,6 +45,8 @@ class RunPlan:
     resume: bool = False
     start_epoch: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    # The automatic recipe (choices, reasons, the statistics it saw), when one was used.
+    recipe: dict[str, Any] | None = None
 
 
 def next_run_dir(base: str | Path = "runs", name: str = "train") -> Path:
@@ -76,16 +79,19 @@ def plan_new_run(
     out: str | Path | None,
     name: str = "train",
     labels: LabelOptions | None = None,
+    dataset: Dataset | None = None,
 ) -> RunPlan:
-    """Scan and split the data (class folders or a labels file), check the network's
-    shapes, then create the run folder."""
-    dataset = load_dataset(
-        data_dir,
-        labels,
-        val_fraction=cfg.data.val_fraction,
-        seed=cfg.train.seed,
-        follow_symlinks=cfg.data.follow_symlinks,
-    )
+    """Scan and split the data (class folders or a labels file; or take the `dataset`
+    already scanned with cfg's split settings), check the network's shapes, then create
+    the run folder."""
+    if dataset is None:
+        dataset = load_dataset(
+            data_dir,
+            labels,
+            val_fraction=cfg.data.val_fraction,
+            seed=cfg.train.seed,
+            follow_symlinks=cfg.data.follow_symlinks,
+        )
     layers = layer_table(cfg.model, cfg.data.image_size, cfg.data.channels, len(dataset.classes))
     run_dir = Path(out) if out else next_run_dir(name=name)
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -104,6 +110,12 @@ def plan_new_run(
     }
     atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2) + "\n")
     return RunPlan(run_dir, cfg, dataset, layers, info=info)
+
+
+def write_recipe(run_dir: Path, recipe: dict[str, Any]) -> None:
+    """recipe.json: the automatic recipe's choices and reasons and the statistics behind
+    them (the values themselves are in config.toml, which is what a resume reads)."""
+    atomic_write_text(run_dir / RECIPE_FILE, json.dumps(recipe, indent=2) + "\n")
 
 
 def plan_resume(run_dir: str | Path) -> RunPlan:

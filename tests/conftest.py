@@ -13,7 +13,10 @@ from tests.imagefactory import make_class_tree
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Small, fast network flags for CLI tests (the default model is exercised on sample_data).
+# `--recipe fixed`: these tests pin the fixed defaults under their flags; the automatic
+# recipe has its own tests (tests/test_recipe.py, tests/test_cli_recipe.py).
 TINY = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "8"]
+TINY += ["--recipe", "fixed"]
 
 
 def pytest_configure(config):

@@ -27,6 +27,7 @@ from tests.imagefactory import UNICODE_NAME, make_class_tree, make_odd_images
 
 COMMANDS = ("train", "doctor", "predict", "augment")
 TINY = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "8"]
+TINY += ["--recipe", "fixed"]
 TIMEOUT_S = 240
 # Below what a decoded bomb alone would need (30000 x 30000 x 3 bytes = 2.7 GB). Not tighter:
 # the same 1-epoch train peaked at 392 MiB on a 2-core AMD EPYC here but at 1615 MiB on the

@@ -250,6 +250,7 @@ def test_overflow_keeps_the_last_good_checkpoint_and_model(runner, photos, tmp_p
 
     run = tmp_path / "run"
     flags = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "64"]
+    flags += ["--recipe", "fixed"]
     result = runner.invoke(
         app, ["train", str(photos), "--out", str(run), *flags, "--epochs", "3", "--lr", "1e12"]
     )
@@ -342,7 +343,7 @@ def test_cache_over_budget_keeps_resident_memory_bounded(jit_cache, tmp_path):
     (data / "a" / "broken.png").write_bytes(b"not a png")  # a skipped row must not copy all
     decoded_mib = 400 * 256 * 256 * 3 / 2**20
     flags = ["--image-size", "256", "--filters", "4", "--stride", "4", "--pool", "4"]
-    flags += ["--dense", "8", "--batch-size", "8", "--epochs", "1", "-q"]
+    flags += ["--dense", "8", "--batch-size", "8", "--epochs", "1", "--recipe", "fixed", "-q"]
     in_ram = _peak_anon_mib(
         _cnn("train", data, "--out", tmp_path / "ram", *flags, "--cache-memory", "4096"), jit_cache
     )

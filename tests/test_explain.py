@@ -49,6 +49,7 @@ def corner_run(tmp_path_factory) -> Path:
     run = base / "run"
     args = ["--image-size", str(SIZE), "--filters", "8,16", "--global-pool", "--dense", ""]
     args += ["--dropout", "0", "--epochs", "6", "--lr", "0.01", "--batch-size", "8", "--seed", "0"]
+    args += ["--recipe", "fixed"]
     result = CliRunner().invoke(app, ["train", str(base / "data"), "--out", str(run), *args, "-q"])
     assert result.exit_code == 0, result.output
     return run

@@ -26,6 +26,8 @@ def test_train_and_eval_on_ants_and_bees_photos(runner, tmp_path):
             "tiny",
             "--epochs",
             "2",
+            "--recipe",
+            "fixed",
             "--json",
         ],
     )
@@ -78,6 +80,8 @@ def test_fashion_mnist_subset_learns_well_above_chance(runner, tmp_path):
             "32",
             "--lr",
             "0.003",
+            "--recipe",
+            "fixed",
             "--json",
         ],
     )

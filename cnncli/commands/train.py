@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -155,7 +156,11 @@ def train(
     ] = None,
     model: Annotated[
         str | None,
-        Opt("--model", help="Architecture preset: tiny, small, medium or resnet (default: small)."),
+        Opt(
+            "--model",
+            help="Architecture preset: tiny, small, small-bn, compact, medium or resnet "
+            "(default: chosen by the recipe; small with --recipe fixed).",
+        ),
     ] = None,
     patience: Annotated[
         int | None,
@@ -212,6 +217,23 @@ def train(
         int | None,
         Opt("--process-id", envvar="CNN_PROCESS_ID", help="Multi-host: this process, 0..N-1."),
     ] = None,
+    recipe: Annotated[
+        str | None,
+        Opt(
+            "--recipe",
+            help="auto: choose input size, channels, model, augmentation, epochs... from the "
+            "data (flags and --config win); fixed: the old fixed defaults (64x64 RGB, small "
+            "CNN, 15 epochs, no augmentation) (default: auto).",
+        ),
+    ] = None,
+    time_budget: Annotated[
+        float | None,
+        Opt(
+            "--time-budget",
+            help="Minutes to use: race 3-6 candidate recipes on the val split (successive "
+            "halving), then finish training the best one within the budget.",
+        ),
+    ] = None,
     find_lr: Annotated[
         bool,
         Opt(
@@ -239,12 +261,20 @@ def train(
             raise fail("--find-lr runs in one process; drop --coordinator/--num-processes")
         conv = overrides = None
         label_source = label_options(labels, label_delimiter, multi_label)
+        if recipe is not None and recipe not in ("auto", "fixed"):
+            raise fail(f"--recipe must be auto or fixed, got {recipe!r}")
+        if time_budget is not None and not 0 < time_budget <= 60 * 24 * 7:
+            raise fail(f"--time-budget takes minutes > 0, got {time_budget:g}")
+        if time_budget is not None and (recipe == "fixed" or find_lr or cluster is not None):
+            raise fail("--time-budget races recipes in one process; drop --recipe fixed/--find-lr")
         if resume is not None:
             if data_dir is not None or config is not None or labels is not None or multi_label:
                 raise fail(
                     "--resume takes its data, labels and config from the run folder; drop "
                     "DATA_DIR/--labels/--multi-label/--config"
                 )
+            if recipe is not None or time_budget is not None:
+                raise fail("--resume keeps the run's saved config; drop --recipe/--time-budget")
         else:
             if data_dir is None:
                 raise fail(
@@ -281,35 +311,103 @@ def train(
             conv = (filters, kernel, stride, padding, pool, batch_norm)
         rank, processes = _join(cluster)
         console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
+        given = _Given(config, model, augment, overrides, conv, processes, recipe or "auto")
         if find_lr:
-            cfg = _new_config(config, model, augment, overrides, conv, processes)
-            _find_lr(data_dir, cfg, out, console, json_out, label_source)
+            _find_lr(data_dir, given, out, console, json_out, label_source)
             return
 
         def make_plan():
-            return _plan(
-                data_dir,
-                config,
-                out,
-                resume,
-                model,
-                augment,
-                overrides,
-                conv,
-                processes,
-                label_source,
-            )
+            return _plan(data_dir, given, out, resume, label_source)
 
         plan = make_plan() if cluster is None else _plan_across_processes(make_plan, rank)
         _request_host_devices(plan.cfg.train.devices)
         _run_training(plan, console, json_out, quiet, rank, processes)
 
 
-def _new_config(config, model, augment, overrides, conv, processes):
-    """The RunConfig of a new run: --config file (or defaults), preset, then the flags."""
-    from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset
+@dataclass
+class _Given:
+    """What the user set for a new run: --config, --model, --augment, the other flags
+    (dotted config keys, None when absent), the conv flags, and --recipe."""
 
-    cfg = load_toml(config) if config else RunConfig()
+    config: Path | None
+    model: str | None
+    augment: str | None
+    overrides: dict | None
+    conv: tuple | None
+    processes: int
+    recipe: str
+
+    def explicit(self) -> set[str]:
+        """The config keys the user set (they win over the recipe's choices)."""
+        from cnncli.config import file_keys
+
+        keys = {k for k, v in (self.overrides or {}).items() if v is not None}
+        if self.config is not None:
+            keys |= file_keys(self.config)
+        if any(k.startswith("augment.") for k in keys) or self.augment is not None:
+            keys.add("augment.ops")
+        if "model.conv" in keys or "model.backbone" in keys or self.model is not None:
+            keys.add("model")
+        if self.conv is not None and any(v is not None for v in self.conv):
+            keys.add("model")
+        return keys
+
+
+def _configure(data_dir, given: _Given, labels, seed_recipe=None):
+    """Scan the data, choose the recipe from it, and build the new run's RunConfig.
+
+    Returns (cfg, dataset, recipe info for the table and recipe.json, or None).
+    """
+    from cnncli.data.labels import load_dataset
+
+    # The scan's settings (split, seed, symlinks) are never the recipe's to choose.
+    cfg = _new_config(given)
+    dataset = load_dataset(
+        data_dir,
+        labels,
+        val_fraction=cfg.data.val_fraction,
+        seed=cfg.train.seed,
+        follow_symlinks=cfg.data.follow_symlinks,
+    )
+    if given.recipe == "fixed":
+        return cfg, dataset, None
+    from cnncli.data.stats import dataset_stats
+    from cnncli.recipe import choose_recipe, recipe_rows
+
+    stats = dataset_stats(dataset, seed=cfg.train.seed)
+    recipe = seed_recipe or choose_recipe(stats)
+    cfg = _new_config(given, recipe)
+    explicit = given.explicit()
+    info = {
+        "recipe": recipe.as_dict(),
+        "rows": recipe_rows(recipe, cfg, explicit),
+        "explicit": sorted(explicit),
+        "stats": stats.as_dict(),
+    }
+    return cfg, dataset, info
+
+
+def _new_config(given: _Given, recipe=None):
+    """The RunConfig of a new run: defaults, the recipe's choices, the --config file's
+    keys, the --model preset, then the flags (each step wins over the one before)."""
+    from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset, overlay_toml
+
+    config, model, augment, overrides, conv, processes = (
+        given.config,
+        given.model,
+        given.augment,
+        given.overrides,
+        given.conv,
+        given.processes,
+    )
+    if recipe is None:
+        cfg = load_toml(config) if config else RunConfig()
+    else:
+        from cnncli.recipe import apply_recipe
+
+        cfg = apply_recipe(RunConfig(), recipe)
+        if config:
+            cfg = overlay_toml(cfg, config)
     if model is not None:
         cfg.model = model_preset(model)
     if augment is not None:
@@ -325,14 +423,18 @@ def _new_config(config, model, augment, overrides, conv, processes):
     return merge_overrides(cfg, overrides)
 
 
-def _plan(data_dir, config, out, resume, model, augment, overrides, conv, processes, labels):
+def _plan(data_dir, given: _Given, out, resume, labels):
     """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
-    from cnncli.run import plan_new_run, plan_resume
+    from cnncli.run import plan_new_run, plan_resume, write_recipe
 
     if resume is not None:
         return plan_resume(resume)
-    cfg = _new_config(config, model, augment, overrides, conv, processes)
-    return plan_new_run(data_dir, cfg, out, labels=labels)
+    cfg, dataset, recipe = _configure(data_dir, given, labels)
+    plan = plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset)
+    if recipe is not None:
+        plan.recipe = recipe
+        write_recipe(plan.run_dir, recipe)
+    return plan
 
 
 def _join(cluster) -> tuple[int, int]:
@@ -410,7 +512,7 @@ def _request_host_devices(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
-def _find_lr(data_dir, cfg, out, console, json_out: bool, labels=None) -> None:
+def _find_lr(data_dir, given: _Given, out, console, json_out: bool, labels=None) -> None:
     """The learning-rate range test: a table, lr_find.png and a suggestion."""
     import json
 
@@ -418,7 +520,8 @@ def _find_lr(data_dir, cfg, out, console, json_out: bool, labels=None) -> None:
 
     from cnncli.run import find_lr, plan_new_run
 
-    plan = plan_new_run(data_dir, cfg, out or None, name="find_lr", labels=labels)
+    cfg, dataset, _ = _configure(data_dir, given, labels)
+    plan = plan_new_run(data_dir, cfg, out or None, name="find_lr", labels=labels, dataset=dataset)
     console.print(f"learning-rate range test in [bold]{plan.run_dir}[/bold]")
     result = find_lr(plan)
     table = Table(title="loss against learning rate", title_justify="left")
@@ -471,6 +574,10 @@ def _run_training(
         )
     if rank == 0:
         _warn_dataset(plan, console)
+    if plan.recipe is not None:
+        from cnncli.report import recipe_table
+
+        console.print(recipe_table(plan.recipe["rows"], "recipe (chosen from the data; flags win)"))
     console.print(
         layers_table(
             plan.layers,
