@@ -326,3 +326,26 @@ def label_sets_table(rows: list[dict[str, Any]]) -> Table:
         found = ", ".join(f"{escape(c)} {100 * r['probs'][c]:.1f}%" for c in r["labels"])
         table.add_row(escape(r["path"]), found or "(none)")
     return table
+
+
+def folds_table(summary: dict[str, Any]) -> Table:
+    """K-fold results (crossval.summarize): one row per fold, then mean, std, min and max."""
+    multi = summary.get("multi_label", False)
+    table = Table(
+        title=f"{summary['k']}-fold cross-validation ({summary['images']} images)",
+        title_justify="left",
+    )
+    for name in ("fold", "train", "val", "best epoch", "val acc"):
+        table.add_column(name, justify="right")
+    if multi:
+        table.add_column("val mAP", justify="right")
+    for row in summary["folds"]:
+        cells = [str(row["fold"]), str(row["train_images"]), str(row["val_images"])]
+        cells += [str(row["best_epoch"]), f"{100 * row['val_acc']:.1f}%"]
+        table.add_row(*cells, *([f"{row['val_map']:.4f}"] if multi else []))
+    table.add_section()
+    for stat in ("mean", "std", "min", "max"):
+        acc = f"{100 * summary['val_acc'][stat]:.1f}%"
+        extra = [f"{summary['val_map'][stat]:.4f}"] if multi else []
+        table.add_row(stat, "", "", "", acc, *extra, style="bold" if stat == "mean" else None)
+    return table

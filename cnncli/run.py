@@ -92,8 +92,15 @@ def plan_new_run(
             seed=cfg.train.seed,
             follow_symlinks=cfg.data.follow_symlinks,
         )
+    return plan_for_dataset(dataset, cfg, Path(out) if out else next_run_dir(name=name))
+
+
+def plan_for_dataset(
+    dataset: Dataset, cfg: RunConfig, run_dir: Path, extra_info: dict[str, Any] | None = None
+) -> RunPlan:
+    """Check the network's shapes for an already split dataset, then create the run folder
+    (config.toml, split.csv, run.json with extra_info)."""
     layers = layer_table(cfg.model, cfg.data.image_size, cfg.data.channels, len(dataset.classes))
-    run_dir = Path(out) if out else next_run_dir(name=name)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise DatasetError(
             f"{run_dir}: output folder exists and is not empty (use --resume {run_dir} or another --out)"
@@ -104,6 +111,7 @@ def plan_new_run(
     info = {
         "data_dir": str(dataset.root),
         **({"labels": dataset.label_source["file"]} if dataset.label_source else {}),
+        **(extra_info or {}),
         "argv": sys.argv,
         "python": platform.python_version(),
         "platform": platform.platform(),

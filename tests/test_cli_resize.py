@@ -121,10 +121,10 @@ def test_bad_resize_flags_are_one_line_errors(runner, tree3, args, message):
     assert len(result.output.strip().splitlines()) == 1 and message in result.output
 
 
-def test_bad_size_flags_do_not_import_jax(tree3):
+def test_bad_size_and_folds_flags_do_not_import_jax(tree3):
     code = (
         "import sys\nfrom typer.testing import CliRunner\nfrom cnncli.cli import app\n"
-        f"for flag in (['--image-size', '0'], ['--image-size', '3,x']):\n"
+        f"for flag in (['--image-size', '0'], ['--image-size', '3,x'], ['--folds', '1']):\n"
         f"    r = CliRunner().invoke(app, ['train', {str(tree3)!r}, *flag])\n"
         "    assert r.exit_code == 2, (flag, r.output)\n"
         "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))"

@@ -234,6 +234,15 @@ def train(
             "halving), then finish training the best one within the budget.",
         ),
     ] = None,
+    folds: Annotated[
+        int | None,
+        Opt(
+            "--folds",
+            help="K-fold cross-validation: train K models, each validated on another 1/K "
+            "(stratified); report the spread and write oof.csv.",
+            show_default=False,
+        ),
+    ] = None,
     find_lr: Annotated[
         bool,
         Opt(
@@ -252,6 +261,15 @@ def train(
     """
     configure_xla()
     with _leave_cluster_on_error(), handled_errors():
+        if folds is not None and folds < 2:
+            raise fail(f"--folds must be at least 2 (K-fold cross-validation), got {folds}")
+        if folds is not None and (
+            resume is not None or find_lr or coordinator or time_budget is not None
+        ):
+            raise fail(
+                "--folds runs K new trainings in one process; drop "
+                "--resume/--find-lr/--coordinator/--time-budget"
+            )
         from cnncli.config import parse_color
         from cnncli.distributed import resolve_cluster
         from cnncli.report import make_console
@@ -312,6 +330,11 @@ def train(
         rank, processes = _join(cluster)
         console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
         given = _Given(config, model, augment, overrides, conv, processes, recipe or "auto")
+        if folds is not None:
+            from cnncli.commands.train_folds import run_folds
+
+            run_folds(data_dir, given, out, folds, label_source, console, json_out)
+            return
         if find_lr:
             _find_lr(data_dir, given, out, console, json_out, label_source)
             return

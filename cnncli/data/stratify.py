@@ -1,6 +1,6 @@
 """Iterative stratification (Sechidis, Tsoumakas & Vlahavas, 2011): a seeded multi-label split.
 
-Single-label splits stratify per class (scan.stratified_split). With several labels per
+Single-label splits stratify per class (scan.stratified_split; stratified_folds for K-fold). With several labels per
 image that is impossible exactly, so the algorithm hands out images label by label, rarest
 label first, each to the split that still wants most of that label. A repair pass then
 makes sure that every label with at least two images lands in both train and val.
@@ -61,6 +61,30 @@ def iterative_folds(items: list[MultiItem], num_labels: int, k: int, seed: int) 
     folds = [0] * len(items)
     for r, i in enumerate(order):
         folds[i] = int(subset[r])
+    return folds
+
+
+def stratified_folds(items: list[tuple[str, int]], k: int, seed: int) -> list[int]:
+    """The fold (0..k-1) of each single-label (path, class) item, in the items' order.
+
+    Each class's images, in seeded order, are dealt to the folds in turn, the deal
+    continuing from one class to the next: every class's count differs by at most one
+    between folds, and so does every fold's size. Depends only on (paths, labels, k, seed).
+    """
+    if k < 2:
+        raise ValueError(f"k-fold needs k >= 2, got {k}")
+    by_label: dict[int, list[int]] = {}
+    for i, (_, label) in enumerate(items):
+        by_label.setdefault(label, []).append(i)
+    folds = [0] * len(items)
+    dealt = 0
+    for label in sorted(by_label):
+        members = sorted(
+            by_label[label], key=lambda i: (seeded_rank(seed, items[i][0]), items[i][0])
+        )
+        for i in members:
+            folds[i] = dealt % k
+            dealt += 1
     return folds
 
 

@@ -1,0 +1,90 @@
+"""`cnn train DIR --folds K`: K stratified cross-validation runs, their spread and oof.csv."""
+
+from __future__ import annotations
+
+import typer
+
+from cnncli.commands.common import fail
+
+
+def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool) -> None:
+    """Train one model per fold (RUN/fold1..k), then write oof.csv, folds.csv and cv.json.
+
+    `given` is train's record of the user's flags; the recipe (unless --recipe fixed) is
+    chosen once from the whole data set and used for every fold.
+    """
+    import json
+    import shutil
+
+    from rich.markup import escape
+
+    # The per-run pieces of `cnn train`: Ctrl-C handling and the dataset's title.
+    from cnncli.commands.train import _configure, _data_title, _input_text, _StopOnCtrlC
+    from cnncli.crossval import (
+        fold_probabilities,
+        fold_result,
+        plan_cross_validation,
+        write_results,
+    )
+    from cnncli.report import TrainingDisplay, folds_table, layers_table
+    from cnncli.run import execute_run, write_recipe
+    from cnncli.train import TrainingDiverged
+
+    cfg, dataset, recipe = _configure(data_dir, given, labels)
+    cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset)
+    if recipe is not None:
+        write_recipe(cv.run_dir, recipe)
+    sizes = sorted(len(p.dataset.splits["val"]) for p in cv.plans)
+    how = "iteratively stratified by label" if cv.dataset.multi_label else "stratified by class"
+    console.print(f"run folder: [bold]{escape(str(cv.run_dir))}[/bold]")
+    console.print(
+        f"{escape(_data_title(cv.dataset))}: {len(cv.items)} images (train and val pooled) in "
+        f"{k} folds of {sizes[0]}-{sizes[-1]} images, {how}"
+    )
+    if recipe is not None:
+        from cnncli.report import recipe_table
+
+        console.print(recipe_table(recipe["rows"], "recipe (chosen from the data; flags win)"))
+    console.print(layers_table(cv.plans[0].layers, f"network for {_input_text(cfg.data)} input"))
+    results = []
+    for fold, plan in enumerate(cv.plans):
+        console.print(f"[bold]fold {fold + 1}/{k}[/bold]: {escape(str(plan.run_dir))}")
+        display = TrainingDisplay(console, multi_label=cv.dataset.multi_label)
+        try:
+            with display, _StopOnCtrlC(display) as guarded:
+                outcome = execute_run(plan, guarded, guarded.on_decode)
+            if not console.is_terminal:
+                console.line()
+        except (TrainingDiverged, KeyboardInterrupt) as exc:
+            if not console.is_terminal:
+                console.line()
+            if isinstance(exc, TrainingDiverged):
+                raise fail(f"{exc} ({plan.run_dir})", 1) from None
+            console.print(f"[yellow]interrupted in fold {fold + 1}; no cv.json written[/yellow]")
+            raise typer.Exit(130) from None
+        for path, reason in outcome.skipped:
+            console.print(f"[yellow]skipped {escape(path)}: {escape(reason)}[/yellow]")
+        results.append(fold_result(cv, fold, outcome, fold_probabilities(plan)))
+        # Each fold's decode cache holds the whole data set again; K copies are not kept.
+        shutil.rmtree(plan.run_dir / "cache", ignore_errors=True)
+    summary = write_results(cv, results)
+    console.print(folds_table(summary))
+    acc = summary["val_acc"]
+    line = (
+        f"val acc {100 * acc['mean']:.1f}% +- {100 * acc['std']:.1f} (std over {k} folds, "
+        f"min {100 * acc['min']:.1f}%, max {100 * acc['max']:.1f}%)"
+    )
+    if "val_map" in summary:
+        m = summary["val_map"]
+        line += (
+            f"; val mAP {m['mean']:.4f} +- {m['std']:.4f} (min {m['min']:.4f}, max {m['max']:.4f})"
+        )
+    if "oof_accuracy" in summary:
+        line += f"; out-of-fold accuracy {100 * summary['oof_accuracy']:.1f}%"
+    console.print(line)
+    console.print(
+        f"wrote oof.csv ({summary['oof_images']} images), folds.csv and cv.json to "
+        f"[bold]{escape(str(cv.run_dir))}[/bold]"
+    )
+    if json_out:
+        print(json.dumps(summary))
