@@ -44,6 +44,25 @@ def recipe_table(rows: list[dict[str, str]], title: str = "recipe") -> Table:
     return table
 
 
+def candidates_table(rows: list[dict[str, Any]]) -> Table:
+    """--time-budget: every candidate recipe's outcome (candidates.csv's rows)."""
+    table = Table(title="candidate recipes (successive halving)", title_justify="left")
+    for name in ("candidate", "status", "epochs", "best val acc", "val loss", "seconds"):
+        table.add_column(name, justify="left" if name in ("candidate", "status") else "right")
+    for r in rows:
+        acc = f"{100 * float(r['best_val_acc']):.1f}%" if r["best_val_acc"] else "-"
+        loss = f"{float(r['lowest_val_loss']):.4f}" if r["lowest_val_loss"] else "-"
+        table.add_row(
+            escape(r["name"]),
+            escape(r["status"]),
+            f"{r['epochs']}/{r['of_epochs']}",
+            acc,
+            loss,
+            r["seconds"],
+        )
+    return table
+
+
 def layer_inputs(rows, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Each row's input shape: the previous row's output (the image for the first row).
 

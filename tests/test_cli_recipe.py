@@ -94,3 +94,32 @@ def test_recipe_fixed_gives_the_old_defaults(runner, tmp_path):
 def test_bad_recipe_name_is_one_line(runner, tmp_path):
     result = _train(runner, tmp_path, "--recipe", "magic")
     assert result.exit_code == 2 and "--recipe must be auto or fixed" in result.output
+
+
+def test_time_budget_races_candidates_keeps_their_metrics_and_the_winners_model(runner, tmp_path):
+    import csv
+
+    data = _gray_tree(tmp_path / "gray")
+    out = tmp_path / "run"
+    # --model tiny holds for every candidate (flags win), so two of them become one.
+    flags = ["--model", "tiny", "--epochs", "2", "--batch-size", "8", "--time-budget", "0.05"]
+    result = _train(runner, data, "--out", out, *flags, "--json")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "candidates.csv").open()))
+    names = [r["name"] for r in rows]
+    assert names == ["auto", "lighter", "stronger", "fixed"]  # small-bn became auto: deduped
+    assert [r["status"] for r in rows].count("winner") == 1
+    assert sum(r["status"] == "out after rung 1" for r in rows) == 2  # 4 -> 2 -> 1
+    for r in rows:
+        metrics = list(csv.DictReader((out / r["folder"] / "metrics.csv").open()))
+        assert len(metrics) == int(r["epochs"]) >= 1
+        assert float(r["best_val_acc"]) == max(float(m["val_acc"]) for m in metrics)
+        assert load_toml(out / r["folder"] / "config.toml").model.conv[0].filters == 16
+    winner = next(r for r in rows if r["status"] == "winner")
+    assert load_toml(out / "config.toml") == load_toml(out / winner["folder"] / "config.toml")
+    assert (out / "model" / "weights.safetensors").is_file()
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["time_budget"]["winner"] == winner["name"]
+    assert summary["epochs"] == 2  # the winner finished its epochs in the run folder
+    fixed = load_toml(out / "candidates" / "fixed" / "config.toml")
+    assert (fixed.data.image_size, fixed.data.channels) == (64, 3) and not fixed.augment.ops
