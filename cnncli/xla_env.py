@@ -30,6 +30,8 @@ _MIN_JAXLIB = (0, 10)  # the first release line measured with the flag
 _ACCEL_PREFIXES = ("jax_cuda", "jax_rocm", "jax_plugins", "libtpu", "jax_tpu")
 _CHECKS_FILE = "xla-flags.json"
 CACHE_MAX_BYTES = 256 * 2**20  # jax's compilation cache under cache_dir()/jax
+AUTOTUNE_CACHE = "xla_gpu_per_fusion_autotune_cache_dir"
+PREALLOCATE_VARS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION")
 
 # glibc malloc: blocks up to this size come from the heap (not a fresh mmap each time), and
 # this much free memory at the heap's top is kept instead of handed back to the system.
@@ -51,13 +53,15 @@ def configure_xla() -> None:
     Sets XLA_FLAGS to CPU_FLAGS when jax will run on the CPU, the user has not set XLA_FLAGS,
     and the installed jaxlib accepts the flag. Points jax's persistent compilation cache at
     cache_dir()/jax unless JAX_COMPILATION_CACHE_DIR is set (JAX_ENABLE_COMPILATION_CACHE=false
-    turns it off), so a second run of the same model skips most compiling. Does nothing once
-    jax is imported: its settings are fixed by then. Tunes glibc's malloc first
-    (configure_malloc).
+    turns it off), so a second run of the same model skips most compiling, and on a GPU keeps
+    XLA's autotuning results there too. Turns off jax's preallocation of 75 % of GPU memory
+    unless asked (configure_accelerator_memory). Does nothing once jax is imported: its
+    settings are fixed by then. Tunes glibc's malloc first (configure_malloc).
     """
     configure_malloc()
     if "jax" in sys.modules:
         return
+    configure_accelerator_memory()
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         folder = cache_dir() / "jax"
         os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
@@ -65,10 +69,25 @@ def configure_xla() -> None:
         # ~4 s of a `cnn train` start, ~0.1 s of a one-image `cnn predict` on 2 cores.
         os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
         trim_folder(folder, CACHE_MAX_BYTES)
+        # On a GPU, XLA's autotuning results are kept next to the compiled programs (jax's
+        # default today; named here so a later default cannot silently drop it).
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", AUTOTUNE_CACHE)
     if "XLA_FLAGS" in os.environ or not _cpu_only():
         return
     if cpu_flags_supported():
         os.environ["XLA_FLAGS"] = CPU_FLAGS
+
+
+def configure_accelerator_memory() -> None:
+    """Do not let jax grab 75 % of a GPU's memory at start, unless the user asks for it.
+
+    jax preallocates by default; cnn's models need a fraction of that, and a second process
+    on the same GPU (cnn predict while training) would fail. Setting
+    XLA_PYTHON_CLIENT_PREALLOCATE=true or XLA_PYTHON_CLIENT_MEM_FRACTION keeps jax's way.
+    No effect on a CPU.
+    """
+    if not any(k in os.environ for k in PREALLOCATE_VARS):
+        os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
 
 
 def configure_malloc() -> bool:

@@ -35,6 +35,9 @@ def clean_env(monkeypatch, tmp_path):
         "JAX_PLATFORM_NAME",
         "JAX_COMPILATION_CACHE_DIR",
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+        "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES",
+        "XLA_PYTHON_CLIENT_PREALLOCATE",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -114,6 +117,7 @@ def test_nothing_once_jax_is_imported(clean_env, tmp_path):
     xla_env.configure_xla()
     assert "XLA_FLAGS" not in os.environ
     assert "JAX_COMPILATION_CACHE_DIR" not in os.environ
+    assert "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ
 
 
 def test_compile_cache_under_user_cache_unless_set(clean_env, tmp_path):
@@ -124,6 +128,25 @@ def test_compile_cache_under_user_cache_unless_set(clean_env, tmp_path):
     clean_env.setenv("JAX_COMPILATION_CACHE_DIR", "/elsewhere")
     xla_env.configure_xla()
     assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/elsewhere"
+
+
+def test_gpu_memory_not_preallocated_unless_asked_and_autotune_results_cached(clean_env, tmp_path):
+    clean_env.setattr(sys, "path", [str(tmp_path)])
+    xla_env.configure_xla()
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert os.environ["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"] == xla_env.AUTOTUNE_CACHE
+    for asked in (
+        {"XLA_PYTHON_CLIENT_PREALLOCATE": "true"},
+        {"XLA_PYTHON_CLIENT_MEM_FRACTION": ".9"},
+    ):
+        for name in xla_env.PREALLOCATE_VARS:
+            clean_env.delenv(name, raising=False)
+        for name, value in asked.items():
+            clean_env.setenv(name, value)
+        xla_env.configure_xla()
+        assert os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE") == asked.get(
+            "XLA_PYTHON_CLIENT_PREALLOCATE"
+        )
 
 
 def test_trim_folder_drops_oldest_files_first(tmp_path):
@@ -221,7 +244,8 @@ def _malloc_tuned(env_extra: dict[str, str]) -> str:
 
 
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"),
+    not sys.platform.startswith("linux")
+    or not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"),
     reason="malloc tuning is for glibc on Linux only",
 )
 def test_malloc_tuned_on_glibc_unless_the_user_chose():
