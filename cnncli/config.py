@@ -102,6 +102,20 @@ class TrainConfig:
     # The data order in this many shards (0 = one per process). A process decodes only the
     # shards it feeds; a one-process run with shards = N repeats an N-process run exactly.
     shards: int = 0
+    # Where the decoded train split lives while training (cnncli/data/feed.py): "auto",
+    # "device" (all of it on the device, each batch gathered inside the compiled step),
+    # "chunked" (streamed in chunk_mb chunks, two in flight) or "host" (numpy gathers each
+    # batch and copies it). auto: device when it fits device_memory_share of the
+    # accelerator's memory (on a CPU: when it is held in RAM, not memory-mapped), else chunked.
+    data_placement: str = "auto"
+    device_memory_share: float = 0.5
+    chunk_mb: float = 256.0
+    # Train steps per call to the device (lax.scan); 0 = auto: 1 on a CPU (XLA:CPU runs
+    # convolutions inside loops slowly), about 100k images a call on an accelerator.
+    steps_per_dispatch: int = 0
+    # fp32, or bf16: activations and convolutions in bfloat16; weights, optimizer state,
+    # batch-norm statistics and the loss stay float32.
+    precision: str = "fp32"
 
 
 @dataclass
@@ -121,6 +135,8 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
+DATA_PLACEMENTS = ("auto", "device", "chunked", "host")
+PRECISIONS = ("fp32", "bf16")
 
 
 def model_preset(name: str) -> ModelConfig:
@@ -153,6 +169,29 @@ def model_preset(name: str) -> ModelConfig:
     if name not in presets:
         raise ConfigError(f"unknown model preset {name!r} (choose from {', '.join(presets)})")
     return presets[name]()
+
+
+LARGE_BATCH = 1024  # --large-batch's default: enough images per step to keep a GPU busy
+LARGE_BATCH_WARMUP_EPOCHS = 2.0
+
+
+def large_batch(t: TrainConfig, batch_size: int = LARGE_BATCH) -> TrainConfig:
+    """The accelerator preset: t's recipe scaled to `batch_size` images a step.
+
+    The learning rate grows with the batch: by the square root of the batch ratio for adam
+    and adamw (the square-root rule for adaptive optimizers, Malladi et al. 2022), linearly
+    for sgd (Goyal et al. 2017, "ImageNet in 1 hour"), and the linear warm-up lasts at
+    least LARGE_BATCH_WARMUP_EPOCHS so the larger steps start gently. The epochs stay.
+    """
+    _check(batch_size >= 1, f"--large-batch must be >= 1, got {batch_size}")
+    ratio = batch_size / t.batch_size
+    scale = ratio if t.optimizer == "sgd" else ratio**0.5
+    return dataclasses.replace(
+        t,
+        batch_size=batch_size,
+        lr=t.lr * scale,
+        warmup_epochs=max(t.warmup_epochs, LARGE_BATCH_WARMUP_EPOCHS),
+    )
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -294,6 +333,23 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"train.batch_size {t.batch_size} must be a multiple of train.devices {t.devices}",
     )
     _check(0 <= t.seed < 2**32, f"train.seed must be in 0..2^32-1, got {t.seed}")
+    _check(
+        t.data_placement in DATA_PLACEMENTS,
+        f"train.data_placement must be one of {DATA_PLACEMENTS}, got {t.data_placement!r}",
+    )
+    _check(
+        0.0 < t.device_memory_share <= 1.0,
+        f"train.device_memory_share must be in (0, 1], got {t.device_memory_share}",
+    )
+    _check(t.chunk_mb > 0, f"train.chunk_mb must be > 0 MiB, got {t.chunk_mb}")
+    _check(
+        t.steps_per_dispatch >= 0,
+        f"train.steps_per_dispatch must be >= 0 (0 = auto), got {t.steps_per_dispatch}",
+    )
+    _check(
+        t.precision in PRECISIONS,
+        f"train.precision must be one of {PRECISIONS}, got {t.precision!r}",
+    )
     return cfg
 
 

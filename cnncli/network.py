@@ -187,8 +187,9 @@ def batch_norm(x, params, stats, name, train, mask):
         # Statistics over real samples only: padded rows of a last partial batch carry mask 0.
         # One pass, E[x^2] - E[x]^2 (as flax's BatchNorm), with the masked sums as
         # contractions: ~20 % faster train steps on XLA:CPU than two masked reductions.
-        m = mask.astype(x.dtype)
-        rows = x.reshape(x.shape[0], -1, x.shape[-1])
+        # Statistics in float32 even when the activations are bfloat16 (--precision bf16).
+        m = mask.astype(jnp.float32)
+        rows = x.astype(jnp.float32).reshape(x.shape[0], -1, x.shape[-1])
         count = jnp.maximum(m.sum() * x.shape[1] * x.shape[2], 1.0)
         exact = jax.lax.Precision.HIGHEST  # no TF32 for statistics on GPUs
         mean = jnp.einsum("bpc,b->c", rows, m, precision=exact) / count
@@ -203,7 +204,7 @@ def batch_norm(x, params, stats, name, train, mask):
         mean, var = stats[f"{name}/mean"], stats[f"{name}/var"]
         new = {}
     gain = jax.lax.rsqrt(var + BN_EPS) * scale
-    return x * gain + (bias - mean * gain), new
+    return (x * gain + (bias - mean * gain)).astype(x.dtype), new
 
 
 def _dropout(x, rate, key):

@@ -186,6 +186,10 @@ class TrainingDisplay:
         cells += [f"{row['lr']:.2e}", f"{seconds:.1f}s" if seconds is not None else ""]
         self.table.add_row(*cells)
 
+    def on_setup(self, text: str) -> None:
+        """The device, precision and where the data lives, once before epoch 1."""
+        self.console.print(text)
+
     def on_decode(self, done: int, total: int) -> None:
         """Progress of decoding images (epoch 1's data preparation)."""
         if self.task is None:

@@ -396,6 +396,9 @@ class _MetricsRecorder:
         self.rows = [r.as_dict() for r in history]
         self._plotted = time.monotonic()
 
+    def on_setup(self, text):
+        getattr(self.inner, "on_setup", lambda text: None)(text)
+
     def on_epoch_start(self, epoch, epochs, steps):
         self.inner.on_epoch_start(epoch, epochs, steps)
 

@@ -15,6 +15,7 @@ import optax
 
 from cnncli import distributed, network
 from cnncli.config import RunConfig, TrainConfig
+from cnncli.data.feed import DeviceFeed, choose_placement, steps_per_dispatch
 from cnncli.data.loader import (
     DataShards,
     Placement,
@@ -88,6 +89,7 @@ class FitResult:
 class Callbacks:
     """Progress hooks; the CLI overrides them to draw Rich output. Library code never prints."""
 
+    def on_setup(self, text: str) -> None: ...  # device, precision, where the data lives
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
     def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None: ...
     def on_epoch_end(self, row: EpochRow, seconds: float, improved: bool) -> None: ...
@@ -198,18 +200,38 @@ def make_steps(
     Augmentation runs only inside train_step: evaluation always sees the plain images.
     With multi_label, labels are multi-hot (batch, C) floats, the loss is multilabel_loss
     and `correct` counts images with every label right at probability 0.5.
+    With cfg.train.precision "bf16" the training forward and backward run in bfloat16;
+    weights, optimizer state, batch-norm statistics and the loss stay float32. Evaluation
+    is float32 (as the saved model predicts).
     """
+    train_step, eval_step = step_functions(cfg, tx, augment_fn, class_weights, multi_label)
+    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+
+
+def step_functions(
+    cfg: RunConfig,
+    tx: optax.GradientTransformation,
+    augment_fn: Callable | None,
+    class_weights: np.ndarray | None = None,
+    multi_label: bool = False,
+):
+    """make_steps' (train_step, eval_step) before jax.jit, to build other calls from."""
     model_cfg = cfg.model
     smoothing = cfg.train.label_smoothing
     loss_fn = multilabel_loss if multi_label else weighted_loss
+    compute = jnp.bfloat16 if cfg.train.precision == "bf16" else None
 
     def loss_terms(params, stats, images_u8, labels, mask, key):
         aug_key, drop_key = jax.random.split(key)
         x = augment_fn(aug_key, images_u8) if augment_fn is not None else images_u8
         x = network.normalize(x)
+        if compute is not None:  # the cast's gradient brings float32 gradients back
+            params = jax.tree_util.tree_map(lambda p: p.astype(compute), params)
+            x = x.astype(compute)
         logits, new_stats = network.forward(
             params, stats, model_cfg, x, train=True, key=drop_key, mask=mask
         )
+        logits = logits.astype(jnp.float32)
         loss, per_sample = loss_fn(
             logits, labels, mask, smoothing=smoothing, class_weights=class_weights
         )
@@ -236,7 +258,32 @@ def make_steps(
         )
         return logits
 
-    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+    return train_step, eval_step
+
+
+def make_fed_step(train_step: Callable) -> Callable:
+    """One compiled call of `count` train steps that gather their batches on the device.
+
+    fed(state, images, labels, rows, mask, first, step, epoch_key, count=K) runs steps
+    first..first+K-1 of the (steps, batch) tables rows/mask, step i gathering images[rows[i]]
+    with key fold_in(epoch_key, step + i - first), the host loop's key. K > 1 is a lax.scan
+    (many steps per dispatch); returns (state, (K, 3) loss sum / correct / count per step).
+    """
+
+    def fed(state, images, labels, rows, mask, first, step, epoch_key, count):
+        def one(state, i):
+            r = jax.lax.dynamic_index_in_dim(rows, first + i, keepdims=False)
+            m = jax.lax.dynamic_index_in_dim(mask, first + i, keepdims=False)
+            key = jax.random.fold_in(epoch_key, step + i)
+            state, metrics = train_step(state, images[r], labels[r], m, key)
+            return state, jnp.stack(metrics).astype(jnp.float32)
+
+        if count == 1:  # no loop: XLA:CPU runs convolutions inside loops slowly
+            state, metrics = one(state, 0)
+            return state, metrics[None]
+        return jax.lax.scan(one, state, jnp.arange(count))
+
+    return jax.jit(fed, static_argnames="count", donate_argnums=0)
 
 
 # ---------------------------------------------------------------------------- batching
@@ -353,14 +400,27 @@ def fit(
         classes = num_classes or int(train.labels.max()) + 1
         counts = distributed.sum_over_processes(np.bincount(train.labels, minlength=classes))
         weights = class_weights_from_counts(counts)
-    train_step, eval_step = make_steps(
+    step_fn, eval_fn = step_functions(
         cfg, make_optimizer(t, steps), augment_fn, weights, multi_label
     )
+    eval_step = jax.jit(eval_fn)
     placement = Placement(t.devices)
     if t.batch_size % placement.count:
         raise ValueError(
             f"--batch-size {t.batch_size} must be a multiple of the {placement.count} devices"
         )
+    where = choose_placement(t, train, placement.count, placement.processes, cfg.data.cache_memory)
+    device = jax.local_devices()[0]
+    feed = per_call = None
+    if where == "host":
+        train_step = jax.jit(step_fn, donate_argnums=0)
+    else:
+        train_step = make_fed_step(step_fn)
+        feed = DeviceFeed(train, where, t.batch_size, t.chunk_mb)
+        per_call = steps_per_dispatch(t, device.platform, steps)
+    getattr(cb, "on_setup", lambda text: None)(
+        _setup_line(device, placement.count, t.precision, feed, per_call or 1)
+    )
     state = placement.state(init_state)
     result = FitResult(history=list(history or []))
     best_score = 0.0
@@ -373,17 +433,15 @@ def fit(
         cb.on_epoch_start(epoch, t.epochs, steps)
         started = time.perf_counter()
         batches = epoch_batches(train, t.seed, epoch, t.batch_size, shards, t.sampler == "balanced")
-        state, (loss_sum, correct, count) = _train_epoch(
-            train_step,
-            state,
-            train,
-            batches,
-            steps,
-            jax.random.fold_in(base_key, epoch),
-            epoch,
-            cb,
-            placement,
-        )
+        epoch_key = jax.random.fold_in(base_key, epoch)
+        if feed is None:
+            state, (loss_sum, correct, count) = _train_epoch(
+                train_step, state, train, batches, steps, epoch_key, epoch, cb, placement
+            )
+        else:
+            state, (loss_sum, correct, count) = _train_fed_epoch(
+                train_step, state, feed, batches, steps, per_call, epoch_key, epoch, cb
+            )
         train_loss, train_acc = loss_sum / max(count, 1.0), correct / max(count, 1.0)
         lr = float(schedule(epoch * steps - 1))
         thresholds = None
@@ -455,6 +513,17 @@ def _stop_reason(
     return ""
 
 
+def _setup_line(device, devices: int, precision: str, feed, per_call: int) -> str:
+    """What the start of training prints: device, precision, where the data lives."""
+    where = feed.describe() if feed else "batches gathered on the host and copied each step"
+    name = getattr(device, "device_kind", "") or device.platform
+    if name.lower() != device.platform:
+        name = f"{device.platform} ({name})"
+    on = f"{devices} x {name}" if devices > 1 else name
+    calls = f"{per_call} steps per call" if per_call > 1 else "1 step per call"
+    return f"device: {on}; precision {precision}; {where}; {calls}"
+
+
 def _train_epoch(
     train_step, state, train: SplitArrays, batches, steps, epoch_key, epoch, cb, placement
 ):
@@ -468,22 +537,47 @@ def _train_epoch(
         state, metrics = train_step(state, *placement.batch(images, labels, mask), key)
         # Read the previous step's numbers while this one runs, so the host never stalls XLA.
         if pending is not None:
-            totals = _accumulate(pending, *totals, epoch, step, cb, steps, started)
+            totals = _accumulate(pending, totals, epoch, step, cb, steps, started)
         pending = metrics
-    totals = _accumulate(pending, *totals, epoch, steps, cb, steps, started)
+    totals = _accumulate(pending, totals, epoch, steps, cb, steps, started)
     return state, totals
 
 
-def _accumulate(metrics, loss_sum, correct, count, epoch, step, cb, steps, started):
-    batch_loss, batch_correct, batch_count = (float(_host_copy(v)) for v in metrics)
-    if not math.isfinite(batch_loss):
+def _train_fed_epoch(fed, state, feed, batches, steps, per_call, epoch_key, epoch, cb):
+    """One epoch of calls that gather on the device (feed: DeviceFeed); as _train_epoch."""
+    totals = (0.0, 0.0, 0.0)
+    started = time.perf_counter()
+    pending = None
+    for d in feed.epoch(batches, per_call):
+        state, metrics = fed(
+            state, d.images, d.labels, d.rows, d.mask, d.first, d.step, epoch_key, count=d.count
+        )
+        # One read per call, of the previous call's (count, 3) sums, while this one runs.
+        if pending is not None:
+            totals = _accumulate(pending, totals, epoch, d.step, cb, steps, started)
+        pending = metrics
+    totals = _accumulate(pending, totals, epoch, steps, cb, steps, started)
+    return state, totals
+
+
+def _accumulate(metrics, totals, epoch, done, cb, steps, started):
+    """Add a call's per-step (loss sum, correct, count) to totals and report progress.
+
+    metrics: one step's three scalars, or a (steps, 3) array of a call; `done` is the
+    number of steps finished once this call is.
+    """
+    if isinstance(metrics, tuple):
+        rows = np.array([[float(_host_copy(v)) for v in metrics]])
+    else:
+        rows = np.asarray(_host_copy(metrics), np.float64).reshape(-1, 3)
+    bad = np.flatnonzero(~np.isfinite(rows[:, 0]))
+    if len(bad):
         raise TrainingDiverged(
-            f"loss became {batch_loss} at epoch {epoch}, step {step}; "
+            f"loss became {rows[bad[0], 0]} at epoch {epoch}, step {done - len(rows) + bad[0] + 1}; "
             "try a lower learning rate (--lr) or a smaller batch; the last good checkpoint is kept"
         )
-    loss_sum += batch_loss
-    correct += batch_correct
-    count += batch_count
+    call = rows.sum(axis=0)
+    loss_sum, correct, count = (a + b for a, b in zip(totals, call, strict=True))
     elapsed = max(time.perf_counter() - started, 1e-9)
-    cb.on_step(step, steps, batch_loss / max(batch_count, 1.0), count / elapsed)
+    cb.on_step(done, steps, call[0] / max(call[2], 1.0), count / elapsed)
     return loss_sum, correct, count

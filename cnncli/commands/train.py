@@ -201,6 +201,38 @@ def train(
             help="Split the data order into N shards (default: one per process); one process with --shards N repeats an N-process run.",
         ),
     ] = None,
+    large_batch: Annotated[
+        int | None,
+        Opt(
+            "--large-batch",
+            help="Accelerator preset: scale the recipe to N images a step (lr x sqrt(N/batch) "
+            "for adam/adamw, x N/batch for sgd; warm-up >= 2 epochs), e.g. 1024.",
+        ),
+    ] = None,
+    precision: Annotated[
+        str | None,
+        Opt(
+            "--precision",
+            help="fp32, or bf16: bfloat16 activations and convolutions, float32 weights, "
+            "optimizer state, batch-norm statistics and loss (default: fp32).",
+        ),
+    ] = None,
+    data_placement: Annotated[
+        str | None,
+        Opt(
+            "--data-placement",
+            help="auto, device (train split on the device, batches gathered there), chunked "
+            "(streamed in chunks) or host (copied per batch) (default: auto).",
+        ),
+    ] = None,
+    steps_per_dispatch: Annotated[
+        int | None,
+        Opt(
+            "--steps-per-dispatch",
+            help="Train steps per call to the device (lax.scan); 0 = auto: 1 on a CPU, "
+            "~100k images on a GPU/TPU (default: 0).",
+        ),
+    ] = None,
     coordinator: Annotated[
         str | None,
         Opt(
@@ -325,6 +357,10 @@ def train(
                 "train.sampler": sampler,
                 "train.devices": devices,
                 "train.shards": shards,
+                "train.precision": precision,
+                "train.data_placement": data_placement,
+                "train.steps_per_dispatch": steps_per_dispatch,
+                "large_batch": large_batch,  # applied last, to the resolved recipe
             }
             conv = (filters, kernel, stride, padding, pool, batch_norm)
         rank, processes = _join(cluster)
@@ -414,8 +450,17 @@ def _configure(data_dir, given: _Given, labels, seed_recipe=None):
 
 def _new_config(given: _Given, recipe=None):
     """The RunConfig of a new run: defaults, the recipe's choices, the --config file's
-    keys, the --model preset, then the flags (each step wins over the one before)."""
-    from cnncli.config import RunConfig, load_toml, merge_overrides, model_preset, overlay_toml
+    keys, the --model preset, then the flags (each step wins over the one before), then
+    --large-batch's scaling of the resulting batch size and learning rate."""
+    from cnncli.config import (
+        RunConfig,
+        load_toml,
+        merge_overrides,
+        model_preset,
+        overlay_toml,
+        validate,
+    )
+    from cnncli.config import large_batch as large_batch_preset
 
     config, model, augment, overrides, conv, processes = (
         given.config,
@@ -438,6 +483,7 @@ def _new_config(given: _Given, recipe=None):
     if augment is not None:
         cfg = _with_augment(cfg, augment)
     overrides = dict(overrides)
+    large_batch = overrides.pop("large_batch", None)
     filters, kernel, stride, padding, pool, batch_norm = conv
     if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
         overrides["model.conv"] = model_overrides(
@@ -445,7 +491,11 @@ def _new_config(given: _Given, recipe=None):
         )
     if processes > 1 and overrides.get("train.shards") is None and cfg.train.shards == 0:
         overrides["train.shards"] = processes  # recorded, so a resume keeps the data order
-    return merge_overrides(cfg, overrides)
+    cfg = merge_overrides(cfg, overrides)
+    if large_batch:
+        cfg.train = large_batch_preset(cfg.train, large_batch)
+        validate(cfg)
+    return cfg
 
 
 def _plan(data_dir, given: _Given, out, resume, labels):
