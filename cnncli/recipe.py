@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnncli.config import RunConfig, from_dict, model_preset, to_dict
+from cnncli.config import RunConfig, from_dict, model_preset, size_hw, to_dict
 from cnncli.data.stats import DatasetStats
 
 # The fixed defaults that `--recipe fixed` keeps (and every run used before the recipe).
@@ -98,6 +98,16 @@ def _input_size(s: DatasetStats) -> Choice:
             size,
             f"sources are {s.median_width}x{s.median_height} (median): used as they are, "
             "never upscaled (upscaling adds pixels, not detail)",
+        )
+    if s.median_aspect >= 1.5 and s.wide_share >= 0.8:
+        # Consistently wide (or tall) images: a square centre crop would cut a third away.
+        long = int(round(PHOTO_SIZE * min(s.median_aspect, 2.0) / 8)) * 8
+        size = [PHOTO_SIZE, long] if s.median_width >= s.median_height else [long, PHOTO_SIZE]
+        return Choice(
+            "data.image_size",
+            size,
+            f"sources are {s.median_width}x{s.median_height} (median), {s.median_aspect:.2f}:1 "
+            f"in {round(100 * s.wide_share)}% of them: {size[0]}x{size[1]} keeps their shape",
         )
     return Choice(
         "data.image_size",
@@ -254,7 +264,7 @@ def _balance(s: DatasetStats) -> list[Choice]:
 def choose_recipe(s: DatasetStats) -> Recipe:
     """The automatic recipe for a dataset, each choice with its reason."""
     size_choice = _input_size(s)
-    size = size_choice.value
+    size = min(size_hw(size_choice.value))
     tier = _tier(s)
     choices = [size_choice, _channels(s), _model(s, size)]
     choices += _augment(s, size, tier) + _schedule(s, tier) + _balance(s)
@@ -274,7 +284,7 @@ def _replace(recipe: Recipe, name: str, note: str, **changes: tuple[Any, str]) -
 def candidate_recipes(s: DatasetStats) -> list[Recipe]:
     """3-5 recipes for --time-budget to race: the automatic one first, then its neighbours."""
     auto = choose_recipe(s)
-    size = auto.get("data.image_size")
+    size = min(size_hw(auto.get("data.image_size")))
     tier = _tier(s)
     lighter = {"small": "medium", "medium": "large", "large": "large"}[tier]
     out = [auto]
@@ -386,7 +396,7 @@ def recipe_rows(recipe: Recipe, cfg: RunConfig, explicit: set[str]) -> list[dict
             continue
         shown = c.shown()
         if c.key == "data.image_size":
-            shown = f"{c.value}x{c.value}"
+            shown = "{}x{}".format(*size_hw(c.value))
         elif c.key == "train.patience":
             shown = f"patience {c.value}"
         rows.append({"choice": LABELS[c.key], "value": shown, "reason": c.reason})

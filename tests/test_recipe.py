@@ -49,6 +49,18 @@ def test_medium_set_gets_light_augmentation_and_odd_sizes_stay_as_they_are():
     assert r["train.epochs"] == 30
 
 
+def test_wide_photos_keep_their_shape_and_mixed_ones_are_square():
+    wide = _stats(["a", "b"], [100, 100], size=(640, 360))
+    assert choose_recipe(wide).get("data.image_size") == [64, 112]  # H, W
+    tall = _stats(["a", "b"], [100, 100], size=(300, 600))
+    assert choose_recipe(tall).get("data.image_size") == [128, 64]
+    mixed = _stats(["a", "b"], [100, 100], size=(640, 360))
+    mixed.wide_share = 0.5  # half wide, half not: a square input
+    assert choose_recipe(mixed).get("data.image_size") == 64
+    cfg = apply_recipe(RunConfig(), choose_recipe(wide))
+    assert cfg.data.image_size == [64, 112] and cfg.model.conv == model_preset("small-bn").conv
+
+
 def test_digit_classes_are_never_mirrored():
     digits = [str(i) for i in range(10)]
     recipe = choose_recipe(_stats(digits, [50] * 10, size=(28, 28), mode="L"))

@@ -70,7 +70,11 @@ def summary(
     image_size: ImageSizeOpt = None,
     channels: Annotated[int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB).")] = None,
     model: Annotated[
-        str | None, Opt("--model", help="Architecture preset: tiny, small, medium or resnet.")
+        str | None,
+        Opt(
+            "--model",
+            help="Architecture preset: tiny, small, small-bn, compact, medium or resnet.",
+        ),
     ] = None,
     filters: Annotated[
         str | None, Opt("--filters", help="Filters per conv block, comma-separated.")
