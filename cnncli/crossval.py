@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.atomic import atomic_write_text
-from cnncli.config import RunConfig, save_toml
+from cnncli.config import RunConfig, load_toml, save_toml
 from cnncli.data.labels import LabelOptions, load_dataset
 from cnncli.data.scan import Dataset, DatasetError, Label, label_name
 from cnncli.data.stratify import iterative_folds, stratified_folds
@@ -30,6 +30,7 @@ from cnncli.run import (
     check_writable,
     next_run_dir,
     plan_for_dataset,
+    plan_resume,
 )
 from cnncli.shapes import layer_table
 
@@ -133,6 +134,28 @@ def plan_cross_validation(
     return cv
 
 
+def is_cross_validation(run_dir: str | Path) -> bool:
+    """Whether run_dir is the top folder of a K-fold run (its run.json names the folds)."""
+    try:
+        info = json.loads((Path(run_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and "folds" in info and "fold" not in info
+
+
+def resume_cross_validation(run_dir: str | Path) -> CrossValidation:
+    """Reload a K-fold run: its config and each fold's run (finished folds stay finished)."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    cfg = load_toml(run_dir / CONFIG_FILE)
+    plans = [plan_resume(run_dir / f"fold{fold}") for fold in range(1, int(info["folds"]) + 1)]
+    fold_of = {path: fold for fold, p in enumerate(plans) for path, _ in p.dataset.splits["val"]}
+    items = sorted(item for p in plans for item in p.dataset.splits["val"])
+    dataset = dataclasses.replace(plans[0].dataset, splits={"all": items})
+    folds = [fold_of[path] for path, _ in items]
+    return CrossValidation(run_dir, cfg, dataset, items, folds, plans)
+
+
 def fold_probabilities(plan: RunPlan, batch_size: int = 64) -> dict[int, np.ndarray]:
     """Probabilities of the fold's best model (model/) on its val images: val row -> probs.
 
@@ -160,10 +183,12 @@ def fold_result(cv: CrossValidation, fold: int, outcome, probs_by_row: dict[int,
     index = {item[0]: i for i, item in enumerate(cv.items)}
     val = cv.plans[fold].dataset.splits["val"]
     probs = {index[val[row][0]]: p for row, p in probs_by_row.items()}
+    # A fold finished before a resume decoded nothing this time: count its split instead.
+    train_size = outcome.train_size or len(cv.plans[fold].dataset.splits["train"])
     return FoldResult(
         fold=fold + 1,
-        train_images=outcome.train_size,
-        val_images=outcome.val_size,
+        train_images=train_size,
+        val_images=len(probs),
         best_epoch=outcome.best_epoch,
         val_acc=float(outcome.best_val_acc),
         val_map=None if outcome.best_val_map is None else float(outcome.best_val_map),

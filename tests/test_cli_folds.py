@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 
@@ -54,6 +55,19 @@ def test_folds_train_k_models_and_write_each_image_once_to_oof(runner, tmp_path)
     assert abs(cv["oof_accuracy"] - hits / 17) < 1e-12
     pooled = sum(a * int(f["val_images"]) for a, f in zip(accs, folds, strict=True)) / 17
     assert abs(cv["oof_accuracy"] - pooled) < 1e-9
+
+    # Interrupted before fold 3 trained: --resume RUN trains it and rewrites the results.
+    for name in ("checkpoints", "model"):
+        shutil.rmtree(out / "fold3" / name)
+    for name in ("metrics.csv", "cv.json", "oof.csv", "folds.csv"):
+        (out / "fold3" / name if name == "metrics.csv" else out / name).unlink()
+    result = runner.invoke(app, ["train", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "fold 1 had finished (1 epochs)" in result.output
+    again = list(csv.DictReader((out / "oof.csv").open()))
+    assert [r for r in again if r["fold"] != "3"] == [r for r in rows if r["fold"] != "3"]
+    assert sorted(r["path"] for r in again) == expected
+    assert (out / "fold3" / "model" / "model.json").is_file()
 
 
 def test_folds_refuse_resume_and_too_few_images(runner, tree3, tmp_path):

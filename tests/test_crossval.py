@@ -83,3 +83,24 @@ def test_spread_is_mean_sample_std_min_max():
     s = spread([0.5, 0.7, 0.6])
     assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1)
     assert (s["min"], s["max"]) == (0.5, 0.7)
+
+
+def test_oof_rows_for_a_multi_label_model(tmp_path):
+    from cnncli.crossval import CrossValidation, FoldResult, oof_text
+    from cnncli.data.scan import Dataset
+
+    items = [("a.png", (0, 2)), ("b.png", (1,)), ("c.png", (2,))]
+    dataset = Dataset(tmp_path, "labels", ["cat", "dog", "sky"], {}, multi_label=True)
+    cv = CrossValidation(tmp_path, RunConfig(), dataset, items, [1, 0, 1])
+    probs = {0: np.array([0.9, 0.1, 0.8]), 2: np.array([0.2, 0.3, 0.7])}
+    results = [
+        FoldResult(1, 2, 1, 1, 1.0, 0.9, {1: np.array([0.1, 0.95, 0.2])}),
+        FoldResult(2, 1, 2, 1, 0.5, 0.8, probs),
+    ]
+    lines = oof_text(cv, results).splitlines()
+    assert lines == [
+        "path,label,fold,p_cat,p_dog,p_sky",
+        "a.png,cat;sky,2,0.9,0.1,0.8",
+        "b.png,dog,1,0.1,0.95,0.2",
+        "c.png,sky,2,0.2,0.3,0.7",
+    ]

@@ -366,10 +366,10 @@ def train(
         rank, processes = _join(cluster)
         console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
         given = _Given(config, model, augment, overrides, conv, processes, recipe or "auto")
-        if folds is not None:
+        if folds is not None or (resume is not None and _is_cross_validation(resume)):
             from cnncli.commands.train_folds import run_folds
 
-            run_folds(data_dir, given, out, folds, label_source, console, json_out)
+            run_folds(data_dir, given, out, folds, label_source, console, json_out, resume)
             return
         if find_lr:
             _find_lr(data_dir, given, out, console, json_out, label_source)
@@ -383,6 +383,12 @@ def train(
         if time_budget is not None:
             plan = _race(plan, given, time_budget, console)
         _run_training(plan, console, json_out, quiet, rank, processes)
+
+
+def _is_cross_validation(run_dir: Path) -> bool:
+    from cnncli.crossval import is_cross_validation
+
+    return is_cross_validation(run_dir)
 
 
 @dataclass

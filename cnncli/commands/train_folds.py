@@ -7,11 +7,12 @@ import typer
 from cnncli.commands.common import fail
 
 
-def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool) -> None:
+def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, resume=None) -> None:
     """Train one model per fold (RUN/fold1..k), then write oof.csv, folds.csv and cv.json.
 
     `given` is train's record of the user's flags; the recipe (unless --recipe fixed) is
-    chosen once from the whole data set and used for every fold.
+    chosen once from the whole data set and used for every fold. With `resume` (a K-fold
+    run folder) the unfinished folds continue from their checkpoints.
     """
     import json
     import shutil
@@ -24,19 +25,25 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool) -> 
         fold_probabilities,
         fold_result,
         plan_cross_validation,
+        resume_cross_validation,
         write_results,
     )
     from cnncli.report import TrainingDisplay, folds_table, layers_table
     from cnncli.run import execute_run, write_recipe
     from cnncli.train import TrainingDiverged
 
-    cfg, dataset, recipe = _configure(data_dir, given, labels)
-    cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset)
-    if recipe is not None:
-        write_recipe(cv.run_dir, recipe)
+    if resume is not None:
+        cv, recipe = resume_cross_validation(resume), None
+        k, cfg = cv.k, cv.cfg
+    else:
+        cfg, dataset, recipe = _configure(data_dir, given, labels)
+        cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset)
+        if recipe is not None:
+            write_recipe(cv.run_dir, recipe)
     sizes = sorted(len(p.dataset.splits["val"]) for p in cv.plans)
     how = "iteratively stratified by label" if cv.dataset.multi_label else "stratified by class"
-    console.print(f"run folder: [bold]{escape(str(cv.run_dir))}[/bold]")
+    resuming = "  (resuming)" if resume is not None else ""
+    console.print(f"run folder: [bold]{escape(str(cv.run_dir))}[/bold]{resuming}")
     console.print(
         f"{escape(_data_title(cv.dataset))}: {len(cv.items)} images (train and val pooled) in "
         f"{k} folds of {sizes[0]}-{sizes[-1]} images, {how}"
@@ -60,8 +67,13 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool) -> 
                 console.line()
             if isinstance(exc, TrainingDiverged):
                 raise fail(f"{exc} ({plan.run_dir})", 1) from None
-            console.print(f"[yellow]interrupted in fold {fold + 1}; no cv.json written[/yellow]")
+            console.print(
+                f"[yellow]interrupted in fold {fold + 1}; finished epochs are checkpointed. "
+                f"Resume with: cnn train --resume {escape(str(cv.run_dir))}[/yellow]"
+            )
             raise typer.Exit(130) from None
+        if outcome.finished_before:
+            console.print(f"fold {fold + 1} had finished ({len(outcome.history)} epochs)")
         for path, reason in outcome.skipped:
             console.print(f"[yellow]skipped {escape(path)}: {escape(reason)}[/yellow]")
         results.append(fold_result(cv, fold, outcome, fold_probabilities(plan)))
