@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands import augment, doctor, eval, explain, export, predict, summary, train
+from cnncli.commands import (
+    augment,
+    doctor,
+    eval,
+    explain,
+    export,
+    predict,
+    report,
+    summary,
+    train,
+)
 from cnncli.commands.common import DebugState
 
 app = typer.Typer(
@@ -37,6 +47,7 @@ app.command("doctor")(doctor.doctor)
 app.command("summary")(summary.summary)
 app.command("explain")(explain.explain)
 app.command("export")(export.export)
+app.command("report")(report.report)
 
 
 def main() -> None:

@@ -126,3 +126,35 @@ def label_cams(
         else:
             cams[index] = np.asarray(upsample(grad_cam(params, cfg, features, index), size))
     return cams
+
+
+def grad_cams(
+    params: dict[str, jax.Array],
+    stats: dict[str, jax.Array],
+    cfg: ModelConfig,
+    images_u8: np.ndarray,
+    targets: np.ndarray,
+) -> np.ndarray:
+    """Grad-CAM maps (N, S, S) in [0, 1] of N images for their target classes, in one jit.
+
+    The same maps as explain_image's `cam`, but compiled once for the batch instead of run
+    op by op, which is what makes a report's handful of maps cheap.
+    """
+    size = images_u8.shape[1]
+
+    def one(image, target):
+        x = normalize(image[None])
+        _, _, features = forward(params, stats, cfg, x, train=False, return_features=True)
+        return upsample(grad_cam_traced(params, cfg, features[-1], target), size)
+
+    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(images_u8), jnp.asarray(targets)))
+
+
+def grad_cam_traced(
+    params: dict[str, jax.Array], cfg: ModelConfig, features: jax.Array, class_index: jax.Array
+) -> jax.Array:
+    """grad_cam with a traced class index (usable under jit and vmap)."""
+    grads = jax.grad(lambda a: head_from_last_conv(params, cfg, a)[0][class_index])(features)
+    weights = grads.mean(axis=(1, 2))
+    cam = jax.nn.relu(jnp.einsum("bhwc,bc->bhw", features, weights))[0]
+    return normalize_map(cam)

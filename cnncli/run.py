@@ -25,6 +25,7 @@ from cnncli.data.scan import (
     write_manifest,
 )
 from cnncli.shapes import LayerRow, layer_table
+from cnncli.timing import RunTimer
 
 CONFIG_FILE = "config.toml"
 MANIFEST_FILE = "split.csv"
@@ -286,12 +287,18 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             best = max(rows, key=lambda r: r["val_acc"])
             return RunOutcome(True, rows, meta["best_epoch"], best["val_acc"], [], 0, 0)
 
+    timer = RunTimer(run_dir) if rank == 0 else None
+    decode_started = time.perf_counter()
     try:
         train, skipped_train = load_split(plan, "train", decode_progress, shards)
         val, skipped_val = load_split(plan, "val", decode_progress, shards)
     except BaseException:  # Ctrl-C while decoding: let orbax's threads finish first
         checkpoints.close()
+        if timer is not None:
+            timer.finish()
         raise
+    if timer is not None:
+        timer.decoded(time.perf_counter() - decode_started, len(train) + len(val))
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
 
@@ -312,7 +319,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     if latest is None and rank == 0:
         write_samples(run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed)
     recorder = (
-        _MetricsRecorder(run_dir, callbacks or Callbacks(), history)
+        _MetricsRecorder(run_dir, callbacks or Callbacks(), history, timer)
         if rank == 0
         else callbacks or Callbacks()
     )
@@ -335,6 +342,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         checkpoints.close()
         if rank == 0:
             recorder.plot()
+            timer.finish()
     outcome = RunOutcome(
         False,
         [r.as_dict() for r in result.history],
@@ -391,8 +399,8 @@ def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict
 class _MetricsRecorder:
     """Writes metrics.csv after every epoch, then forwards to the caller's callbacks."""
 
-    def __init__(self, run_dir: Path, inner, history):
-        self.run_dir, self.inner = run_dir, inner
+    def __init__(self, run_dir: Path, inner, history, timer: RunTimer):
+        self.run_dir, self.inner, self.timer = run_dir, inner, timer
         self.rows = [r.as_dict() for r in history]
         self._plotted = time.monotonic()
 
@@ -400,14 +408,17 @@ class _MetricsRecorder:
         getattr(self.inner, "on_setup", lambda text: None)(text)
 
     def on_epoch_start(self, epoch, epochs, steps):
+        self.timer.epoch_started()
         self.inner.on_epoch_start(epoch, epochs, steps)
 
     def on_step(self, step, steps, loss, images_per_s):
+        self.timer.first_step()
         self.inner.on_step(step, steps, loss, images_per_s)
 
     def on_epoch_end(self, row, seconds, improved):
         self.rows.append(row.as_dict())
         write_metrics(self.run_dir, self.rows)
+        self.timer.epoch_ended(row.epoch, seconds)
         # Plotting takes ~0.3 s: redraw curves.png at most every 10 s, and once at the end.
         if time.monotonic() - self._plotted > 10:
             self.plot()

@@ -484,6 +484,9 @@ def fit(
         if improved and on_improved is not None:
             on_improved(host_state, row, *([thresholds] if multi_label else []))
         cb.on_epoch_end(row, time.perf_counter() - started, improved)
+        on_state = getattr(cb, "on_epoch_state", None)  # e.g. TensorBoard's weight histograms
+        if on_state is not None:
+            on_state(epoch, host_state)
         checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(row.score) else row.score)
         if result.stopped_early:
             break

@@ -170,3 +170,19 @@ def model_overrides(cfg, filters, kernel, stride, padding, pool, batch_norm) -> 
                 if key == "pool":
                     b["pool_stride"] = 0
     return blocks
+
+
+def write_run_report(run_dir: Path, console, predictions=None) -> Path | None:
+    """Write RUN/report.html after train or eval; a failure is a warning, never fatal
+    (the run itself is already saved)."""
+    from rich.markup import escape
+
+    from cnncli.htmlreport import write_report
+
+    try:
+        return write_report(run_dir, predictions)
+    except Exception as exc:
+        if DebugState.debug:
+            raise
+        console.print(f"[yellow]report.html not written: {escape(repr(exc))}[/yellow]")
+        return None

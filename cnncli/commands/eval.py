@@ -152,10 +152,13 @@ def eval_(
             else Path("eval")
         )
         out_dir.mkdir(parents=True, exist_ok=True)
+        source = notes[0].removeprefix("evaluating on ") if data_dir is None else str(root)
+        predictions = (source, paths, logits, labels, skipped)
         if bundle.multi_label:
             _report_multilabel(
                 console, bundle, root, logits, labels, paths, skipped, out_dir, json_out
             )
+            _refresh_report(bundle, console, *predictions)
             return
         metrics = compute_metrics(logits, labels, bundle.classes, k=top_k)
         result = _write_results(
@@ -177,8 +180,25 @@ def eval_(
         console.print(
             f"{len(skipped)} file(s) skipped; wrote metrics.json, misclassified.csv, confusion_matrix.png to [bold]{out_dir}[/bold]"
         )
+        _refresh_report(bundle, console, *predictions)
         if json_out:
             print(json.dumps(result, ensure_ascii=False))
+
+
+def _refresh_report(bundle, console, source, paths, scores, labels, skipped) -> None:
+    """Rewrite RUN/report.html with these predictions when the model is inside a run folder."""
+    import numpy as np
+
+    from cnncli.commands.common import write_run_report
+    from cnncli.reportdata import Predictions
+
+    run_dir = bundle.path.parent
+    if not (run_dir / "run.json").is_file():
+        return
+    probs = scores if bundle.multi_label else np.exp(scores)  # single-label: log-probabilities
+    written = write_run_report(run_dir, console, Predictions(source, paths, probs, labels, skipped))
+    if written is not None:
+        console.print(f"report: [bold]{written}[/bold]")
 
 
 def _write_results(out_dir, metrics, bundle, root, skipped, fields, wrong_rows) -> dict:

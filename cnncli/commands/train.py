@@ -21,6 +21,7 @@ from cnncli.commands.common import (
     int_list,
     label_options,
     model_overrides,
+    write_run_report,
 )
 from cnncli.xla_env import configure_xla
 
@@ -771,8 +772,12 @@ def _run_training(
         summary["best_val_map"] = outcome.best_val_map
     if plan.recipe is not None and "race" in plan.recipe:
         summary["time_budget"] = plan.recipe["race"]
+    report = None
     if rank == 0:
         write_summary(plan.run_dir, summary)
+        report = write_run_report(plan.run_dir, console)
+        if report is not None:
+            summary["report"] = str(report)
     if processes > 1:
         summary["process"] = {
             "index": rank,
@@ -792,6 +797,8 @@ def _run_training(
             f"best val acc {100 * outcome.best_val_acc:.1f}% at epoch {outcome.best_epoch}; "
             f"{len(outcome.skipped)} file(s) skipped; model saved to [bold]{plan.run_dir / 'model'}[/bold]"
         )
+    if report is not None:
+        console.print(f"report: [bold]{report}[/bold]")
     if json_out:
         print(json.dumps(summary))
 

@@ -1,0 +1,306 @@
+"""Everything the HTML run report shows, gathered from a run folder and its model.
+
+Reads the run's files (config, split, metrics, summary, timing, samples), classifies the
+run's validation (or test) split with the inference path (no flax, optax or orbax) unless
+the caller passes predictions, and makes the thumbnails and Grad-CAM overlays as PNG bytes.
+htmlreport.py turns a ReportData into HTML.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnncli.timing import read_timing
+
+GALLERY_SIZE = 12  # thumbnails per gallery
+GRADCAM_COUNT = 4  # mistakes explained with Grad-CAM
+THUMB_MIN = 96  # thumbnails smaller than this are upscaled (nearest) in the PNG itself
+
+
+@dataclass
+class Predictions:
+    """A labelled set classified by the run's model (single-label: probs are softmax)."""
+
+    source: str  # where the images came from, for the report's text
+    paths: list[str]
+    probs: np.ndarray  # (N, C)
+    labels: np.ndarray  # (N,) class indices, or (N, C) multi-hot
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Thumb:
+    """One image in a gallery: PNG bytes and its caption parts."""
+
+    png: bytes
+    path: str
+    true: str
+    predicted: str
+    probability: float
+    extra_png: bytes | None = None  # Grad-CAM overlay
+    words: tuple[str, str] = ("true", "predicted")  # label-issue sheets: given, suggested
+
+
+@dataclass
+class ReportData:
+    """What the report shows; every field may be empty when its file is missing."""
+
+    run_name: str
+    command: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    config_text: str = ""
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    label_source: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    layers: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
+    input_shape: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    eval_source: str = ""
+    metrics: Any = None  # EvalMetrics or MultiLabelMetrics
+    mistakes: list[Thumb] = field(default_factory=list)
+    unsure: list[Thumb] = field(default_factory=list)
+    gradcams: list[Thumb] = field(default_factory=list)
+    samples_png: bytes | None = None
+    timing: dict[str, Any] = field(default_factory=dict)
+    label_issues: list[Thumb] = field(default_factory=list)
+    label_issues_note: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """metrics.csv rows as floats; a truncated or damaged file gives the rows that parse."""
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return rows
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            rows.append({k: float(v) for k, v in row.items() if k})
+        except (TypeError, ValueError):
+            break
+    return rows
+
+
+def png_bytes(pixels: np.ndarray, min_side: int = 0) -> bytes:
+    """uint8 (H, W, C) or (H, W) pixels as PNG; upscaled (nearest) to at least min_side."""
+    from PIL import Image
+
+    arr = np.asarray(pixels, np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    img = Image.fromarray(arr)
+    if min_side and min(img.size) < min_side:
+        scale = -(-min_side // min(img.size))
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def heat_overlay(pixels: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """The image with a jet-coloured (S, S) map in [0, 1] blended over it, uint8 RGB."""
+    image = np.asarray(pixels, np.float64)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    x = np.clip(np.asarray(cam, np.float64), 0, 1)[..., None]
+    jet = np.clip(1.5 - np.abs(4 * x - np.array([3.0, 2.0, 1.0])), 0, 1) * 255
+    return np.clip(0.55 * image + 0.45 * jet, 0, 255).astype(np.uint8)
+
+
+def _load_dataset(run_dir: Path, info: dict[str, Any]):
+    from cnncli.data.scan import read_manifest
+
+    if not (run_dir / "split.csv").is_file() or "data_dir" not in info:
+        return None
+    try:
+        return read_manifest(run_dir / "split.csv", info["data_dir"])
+    except Exception:  # a damaged manifest: the report shows what else it can
+        return None
+
+
+def run_predictions(bundle, dataset) -> Predictions | None:
+    """Classify the run's test split (or val split) with the bundle, as `cnn eval` does."""
+    from cnncli.predict import evaluate_items
+
+    split = "test" if dataset.splits.get("test") else "val"
+    items = dataset.splits.get(split) or []
+    if not items:
+        return None
+    index = [bundle.classes.index(c) if c in bundle.classes else -1 for c in dataset.classes]
+    if bundle.multi_label:
+        mapped = [(p, tuple(sorted(index[i] for i in t))) for p, t in items]
+    else:
+        mapped = [(p, index[label]) for p, label in items]
+    mapped = [(p, t) for p, t in mapped if (min(t) if isinstance(t, tuple) else t) >= 0]
+    scores, labels, paths, skipped = evaluate_items(bundle, dataset.root, mapped)
+    probs = scores if bundle.multi_label else np.exp(scores)
+    source = f"the run's {split} split ({dataset.root})"
+    return Predictions(source, paths, probs, labels, skipped)
+
+
+def thumb_of(bundle, path: str, true: str, predicted: str, p: float, pixels=None) -> Thumb | None:
+    """A gallery thumbnail of one image file (None when it no longer decodes)."""
+    from cnncli.data.decode import DecodeError, decode_image
+
+    try:
+        if pixels is None:
+            pixels = decode_image(path, bundle.image_size, bundle.channels)
+    except (DecodeError, OSError):
+        return None
+    return Thumb(png_bytes(pixels, THUMB_MIN), path, true, predicted, p)
+
+
+def galleries(bundle, pred: Predictions, data: ReportData) -> None:
+    """Most confident mistakes, least confident correct predictions, Grad-CAM of mistakes."""
+    from cnncli.data.decode import DecodeError, decode_image
+    from cnncli.explain import grad_cams
+
+    classes = bundle.classes
+    y_pred = pred.probs.argmax(axis=1)
+    conf = pred.probs.max(axis=1)
+    wrong = np.flatnonzero(y_pred != pred.labels)
+    right = np.flatnonzero(y_pred == pred.labels)
+    wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:GALLERY_SIZE]
+    right = right[np.argsort(conf[right], kind="stable")][:GALLERY_SIZE]
+    for i in wrong:
+        t = thumb_of(bundle, pred.paths[i], classes[pred.labels[i]], classes[y_pred[i]], conf[i])
+        if t is not None:
+            data.mistakes.append(t)
+    for i in right:
+        t = thumb_of(bundle, pred.paths[i], classes[pred.labels[i]], classes[y_pred[i]], conf[i])
+        if t is not None:
+            data.unsure.append(t)
+    explained = []
+    for i in wrong[:GRADCAM_COUNT]:
+        try:
+            explained.append((i, decode_image(pred.paths[i], bundle.image_size, bundle.channels)))
+        except (DecodeError, OSError):
+            continue
+    if not explained:
+        return
+    pixels = np.stack([p for _, p in explained])
+    targets = np.array([y_pred[i] for i, _ in explained])
+    cams = grad_cams(bundle.params, bundle.stats, bundle.model, pixels, targets)
+    for (i, image), cam in zip(explained, cams, strict=True):
+        t = thumb_of(
+            bundle, pred.paths[i], classes[pred.labels[i]], classes[y_pred[i]], conf[i], image
+        )
+        t.extra_png = png_bytes(heat_overlay(image, cam), THUMB_MIN)
+        data.gradcams.append(t)
+
+
+def _layers(cfg, classes: int) -> tuple[list, str]:
+    from cnncli.report import layer_inputs
+    from cnncli.shapes import layer_table
+
+    d = cfg.data
+    rows = layer_table(cfg.model, d.image_size, d.channels, classes)
+    shape = (d.image_size, d.image_size, d.channels)
+    inputs = layer_inputs(rows, shape)
+    fmt = "x".join
+    return [
+        (r.name, fmt(map(str, i)), fmt(map(str, r.out_shape)), r.params, r.macs, r.formula)
+        for r, i in zip(rows, inputs, strict=True)
+    ], fmt(map(str, shape))
+
+
+def collect(run_dir: str | Path, predictions: Predictions | None = None) -> ReportData:
+    """Gather a ReportData from a run folder; classifies the val/test split when needed."""
+    from cnncli.config import load_toml
+
+    run_dir = Path(run_dir)
+    data = ReportData(run_name=run_dir.resolve().name)
+    data.info = _read_json(run_dir / "run.json")
+    argv = data.info.get("argv") or []
+    if argv:
+        data.command = shlex.join(["cnn", *[str(a) for a in argv[1:]]])
+    try:
+        data.config_text = (run_dir / "config.toml").read_text(encoding="utf-8")
+        cfg = load_toml(run_dir / "config.toml")
+    except Exception:
+        cfg = None
+        data.notes.append("config.toml is missing or unreadable")
+    data.summary = _read_json(run_dir / "summary.json")
+    data.skipped = [
+        (s.get("path", ""), s.get("reason", "")) for s in data.summary.get("skipped", [])
+    ]
+    data.history = read_history(run_dir / "metrics.csv")
+    data.timing = read_timing(run_dir)
+    if (run_dir / "samples.png").is_file():
+        data.samples_png = (run_dir / "samples.png").read_bytes()
+    dataset = _load_dataset(run_dir, data.info)
+    if dataset is not None:
+        _describe_data(dataset, data)
+    if cfg is not None and dataset is not None:
+        data.layers, data.input_shape = _layers(cfg, len(dataset.classes))
+    _predictions_part(run_dir, dataset, predictions, data)
+    return data
+
+
+def _describe_data(dataset, data: ReportData) -> None:
+    from cnncli.data.scan import class_counts
+    from cnncli.doctor import quick_check
+
+    data.counts = class_counts(dataset)
+    if dataset.label_source:
+        data.label_source = str(dataset.label_source.get("file", ""))
+    try:
+        data.warnings = [g.describe() for g in quick_check(dataset)]
+    except OSError as exc:  # the data folder moved: the rest of the report still stands
+        data.notes.append(f"data folder not readable for the duplicate check: {exc}")
+
+
+def _predictions_part(run_dir: Path, dataset, predictions, data: ReportData) -> None:
+    from cnncli.bundle import BundleError, load_bundle
+
+    if not (run_dir / "model" / "model.json").is_file():
+        data.notes.append("no model/ yet (no finished epoch): no predictions to show")
+        return
+    try:
+        bundle = load_bundle(run_dir / "model")
+    except BundleError as exc:
+        data.notes.append(f"model not readable: {exc}")
+        return
+    if predictions is None and dataset is not None:
+        predictions = run_predictions(bundle, dataset)
+    if predictions is None or len(predictions.paths) == 0:
+        data.notes.append("no labelled images to evaluate the model on")
+        return
+    data.eval_source = predictions.source
+    if bundle.multi_label:
+        from cnncli.multilabel import compute_multilabel_metrics
+
+        data.metrics = compute_multilabel_metrics(
+            predictions.probs, predictions.labels, bundle.classes, bundle.thresholds
+        )
+        data.notes.append("multi-label model: per-label metrics; galleries show single-label runs")
+        return
+    from cnncli.evaluate import compute_metrics
+
+    logp = np.log(np.clip(predictions.probs, 1e-12, 1.0))
+    data.metrics = compute_metrics(logp, predictions.labels, bundle.classes)
+    galleries(bundle, predictions, data)
+    from cnncli.labelissues import report_thumbs
+
+    report_thumbs(run_dir, bundle, data)
