@@ -16,6 +16,7 @@ from cnncli.commands import (
     export,
     predict,
     report,
+    runs,
     summary,
     train,
 )
@@ -48,6 +49,7 @@ app.command("summary")(summary.summary)
 app.command("explain")(explain.explain)
 app.command("export")(export.export)
 app.command("report")(report.report)
+app.command("runs")(runs.runs)
 
 
 def main() -> None:
