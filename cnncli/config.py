@@ -119,6 +119,14 @@ class TrainConfig:
 
 
 @dataclass
+class LogConfig:
+    """Extra logs a run writes besides metrics.csv."""
+
+    # TensorBoard event files under RUN/tb/ (needs tensorboardX: pip install 'cnn[tensorboard]').
+    tensorboard: bool = False
+
+
+@dataclass
 class RunConfig:
     """Everything a run needs; saved as config.toml in the run folder and replayable."""
 
@@ -126,6 +134,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 RESIZE_POLICIES = ("crop", "pad", "squish")
@@ -382,6 +391,7 @@ _NESTED = {
     (RunConfig, "data"): DataConfig,
     (RunConfig, "train"): TrainConfig,
     (RunConfig, "augment"): AugmentConfig,
+    (RunConfig, "log"): LogConfig,
 }
 
 

@@ -323,6 +323,12 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         if rank == 0
         else callbacks or Callbacks()
     )
+    tensorboard = None
+    if rank == 0 and cfg.log.tensorboard:
+        from cnncli.tblog import TensorBoardCallbacks
+
+        tensorboard = recorder = TensorBoardCallbacks(run_dir, cfg, recorder)
+    result = None
     try:
         result = fit(
             cfg,
@@ -343,6 +349,8 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         if rank == 0:
             recorder.plot()
             timer.finish()
+        if tensorboard is not None:  # the confusion matrix only after a finished fit
+            tensorboard.close(plan.dataset if result else None, result.best_epoch if result else 0)
     outcome = RunOutcome(
         False,
         [r.as_dict() for r in result.history],

@@ -276,6 +276,13 @@ def train(
             show_default=False,
         ),
     ] = None,
+    tensorboard: Annotated[
+        bool,
+        Opt(
+            "--tensorboard",
+            help="Write TensorBoard event files to RUN/tb/ (pip install 'cnn[tensorboard]').",
+        ),
+    ] = False,
     find_lr: Annotated[
         bool,
         Opt(
@@ -361,6 +368,7 @@ def train(
                 "train.precision": precision,
                 "train.data_placement": data_placement,
                 "train.steps_per_dispatch": steps_per_dispatch,
+                "log.tensorboard": True if tensorboard else None,
                 "large_batch": large_batch,  # applied last, to the resolved recipe
             }
             conv = (filters, kernel, stride, padding, pool, batch_norm)
@@ -508,10 +516,16 @@ def _new_config(given: _Given, recipe=None):
 def _plan(data_dir, given: _Given, out, resume, labels):
     """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
     from cnncli.run import plan_new_run, plan_resume, write_recipe
+    from cnncli.tblog import tensorboard_missing
 
     if resume is not None:
-        return plan_resume(resume)
+        plan = plan_resume(resume)
+        if plan.cfg.log.tensorboard and tensorboard_missing():
+            raise fail(tensorboard_missing())
+        return plan
     cfg, dataset, recipe = _configure(data_dir, given, labels)
+    if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
+        raise fail(tensorboard_missing())
     plan = plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset)
     if recipe is not None:
         plan.recipe = recipe
