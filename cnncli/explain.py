@@ -135,12 +135,12 @@ def grad_cams(
     images_u8: np.ndarray,
     targets: np.ndarray,
 ) -> np.ndarray:
-    """Grad-CAM maps (N, S, S) in [0, 1] of N images for their target classes, in one jit.
+    """Grad-CAM maps (N, H, W) in [0, 1] of N images for their target classes, in one jit.
 
     The same maps as explain_image's `cam`, but compiled once for the batch instead of run
     op by op, which is what makes a report's handful of maps cheap.
     """
-    size = images_u8.shape[1]
+    size = tuple(images_u8.shape[1:3])
 
     def one(image, target):
         x = normalize(image[None])

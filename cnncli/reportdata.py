@@ -165,7 +165,7 @@ def thumb_of(bundle, path: str, true: str, predicted: str, p: float, pixels=None
 
     try:
         if pixels is None:
-            pixels = decode_image(path, bundle.image_size, bundle.channels)
+            pixels = decode_image(path, bundle.resize, bundle.channels)
     except (DecodeError, OSError):
         return None
     return Thumb(png_bytes(pixels, THUMB_MIN), path, true, predicted, p)
@@ -194,7 +194,7 @@ def galleries(bundle, pred: Predictions, data: ReportData) -> None:
     explained = []
     for i in wrong[:GRADCAM_COUNT]:
         try:
-            explained.append((i, decode_image(pred.paths[i], bundle.image_size, bundle.channels)))
+            explained.append((i, decode_image(pred.paths[i], bundle.resize, bundle.channels)))
         except (DecodeError, OSError):
             continue
     if not explained:
@@ -216,7 +216,7 @@ def _layers(cfg, classes: int) -> tuple[list, str]:
 
     d = cfg.data
     rows = layer_table(cfg.model, d.image_size, d.channels, classes)
-    shape = (d.image_size, d.image_size, d.channels)
+    shape = (*d.input_hw, d.channels)
     inputs = layer_inputs(rows, shape)
     fmt = "x".join
     return [

@@ -30,7 +30,7 @@ class RunInfo:
     date: str  # when the run folder was made, local time, ISO 8601 to the second
     data: str
     model: str
-    image_size: int | None
+    image_size: int | list[int] | None  # N (N x N) or [height, width]
     epochs_done: int
     epochs: int | None  # planned
     best_val_acc: float | None

@@ -76,7 +76,7 @@ def _table(found, title: str):
             r.date.replace("T", " ")[:16],
             escape(r.data),
             escape(r.model),
-            str(r.image_size or "-"),
+            _size(r.image_size),
             f"{r.epochs_done}/{r.epochs if r.epochs is not None else '?'}",
             acc,
             wall,
@@ -84,6 +84,12 @@ def _table(found, title: str):
             *([escape("; ".join(r.notes))] if len(columns) == 10 else []),
         )
     return table
+
+
+def _size(size) -> str:
+    if isinstance(size, list):
+        return "x".join(map(str, size))
+    return str(size or "-")
 
 
 def _print_diff(console, result) -> None:
