@@ -390,7 +390,9 @@ def train(
         plan = make_plan() if cluster is None else _plan_across_processes(make_plan, rank)
         _request_host_devices(plan.cfg.train.devices)
         if time_budget is not None:
-            plan = _race(plan, given, time_budget, console)
+            from cnncli.commands.train_budget import race_recipes
+
+            plan = race_recipes(plan, given, time_budget, console)
         _run_training(plan, console, json_out, quiet, rank, processes)
 
 
@@ -531,71 +533,6 @@ def _plan(data_dir, given: _Given, out, resume, labels):
         plan.recipe = recipe
         write_recipe(plan.run_dir, recipe)
     return plan
-
-
-def _race(plan, given: _Given, minutes: float, console):
-    """--time-budget: race the candidate recipes in plan's run folder; returns the plan
-    that finishes the winner there within what is left of the budget."""
-    from cnncli.budget import Entry, final_plan, race
-    from cnncli.data.stats import dataset_stats
-    from cnncli.recipe import candidate_recipes
-    from cnncli.report import candidates_table, recipe_table
-    from cnncli.run import write_recipe
-
-    stats = dataset_stats(plan.dataset, seed=plan.cfg.train.seed)
-    entries, seen = [], set()
-    for recipe in candidate_recipes(stats):
-        cfg = _new_config(given, recipe)  # the user's flags win in every candidate
-        if repr(cfg) not in seen:
-            seen.add(repr(cfg))
-            entries.append(Entry(recipe.name, recipe.note, cfg))
-    budget = minutes * 60
-    console.print(f"run folder: [bold]{plan.run_dir}[/bold]")
-    if plan.recipe is not None:
-        console.print(recipe_table(plan.recipe["rows"], "recipe (chosen from the data; flags win)"))
-    if len(entries) < 2:
-        console.print("your flags leave one recipe: no race; it trains within the budget")
-        winner, left = entries[0], budget
-    else:
-        names = ", ".join(e.name for e in entries)
-        console.print(
-            f"time budget {minutes:g} min: racing {len(entries)} recipes ({names}) by "
-            "successive halving on the val split, half the budget; the best one finishes"
-        )
-        winner, left = race(plan, entries, budget, _RaceDisplay(console))
-        console.print(candidates_table([e.row() for e in entries]))
-        console.print(
-            f"winner: [bold]{winner.name}[/bold] ({winner.note}); "
-            f"{max(left, 0) / 60:.1f} min left to finish it"
-        )
-    info = dict(plan.recipe or {})
-    info["race"] = {"winner": winner.name, "candidates": [e.row() for e in entries]}
-    write_recipe(plan.run_dir, info)
-    final = final_plan(plan, winner, left)
-    final.recipe = info
-    return final
-
-
-class _RaceDisplay:
-    """One line per candidate slice and per rung."""
-
-    def __init__(self, console) -> None:
-        self.console = console
-
-    def on_slice_start(self, entry, rung: int, seconds: float) -> None:
-        self.console.print(f"  rung {rung}: {entry.name} for ~{seconds:.0f} s ...")
-
-    def on_slice_end(self, entry, rung: int) -> None:
-        acc, _ = entry.score
-        self.console.print(
-            f"  rung {rung}: {entry.name}: {len(entry.history)} epochs, best val acc "
-            f"{100 * acc:.1f}% ({entry.seconds:.0f} s in all)"
-        )
-
-    def on_rung_end(self, rung: int, kept, dropped) -> None:
-        if dropped:
-            out = ", ".join(e.name for e in dropped)
-            self.console.print(f"rung {rung}: kept {', '.join(e.name for e in kept)}; out: {out}")
 
 
 def _join(cluster) -> tuple[int, int]:
