@@ -367,11 +367,16 @@ def test_ctrl_c_is_never_lost_in_a_gc_callback():
     with _StopOnCtrlC(inner) as guarded:
         guarded.on_step(0, 1, 0.0, 0.0)
         os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)  # the handler runs here, and raises nothing
+        # The handler runs here and raises nothing. Wait for it: on a loaded machine the
+        # signal can land on another thread and reach Python's handler some time later.
+        deadline = time.monotonic() + 10
+        while not guarded.pressed and time.monotonic() < deadline:
+            time.sleep(0.01)
         with pytest.raises(KeyboardInterrupt):
             guarded.on_step(1, 1, 0.0, 0.0)
         with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C: the default handler
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
+            for _ in range(1000):
+                time.sleep(0.01)
     assert inner.steps == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
