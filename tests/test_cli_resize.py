@@ -132,3 +132,13 @@ def test_bad_size_and_folds_flags_do_not_import_jax(tree3):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+def test_summary_takes_h_w(runner):
+    result = runner.invoke(app, ["summary", "--image-size", "32,48", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    layers = summary["layers"]
+    assert summary["input"] == [32, 48, 3] and layers[0]["output"] == [32, 48, 32]
+    flatten = next(r for r in layers if r["kind"] == "flatten")
+    assert flatten["output"] == [4 * 6 * 128]

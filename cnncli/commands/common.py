@@ -41,7 +41,8 @@ ImageSizeOpt = Annotated[
     str | None,
     Opt(
         "--image-size",
-        help="Input size in pixels: N (N x N) or H,W, e.g. 48,64 (default: 64).",
+        help="Input size in pixels: N (N x N) or H,W, e.g. 48,64 (default: 64; cnn train's "
+        "automatic recipe may choose another).",
         show_default=False,
     ),
 ]
