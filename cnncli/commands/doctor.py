@@ -52,8 +52,52 @@ def doctor(
     label_delimiter: LabelDelimiterOpt = ";",
     multi_label: MultiLabelOpt = False,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing; only the exit code.")] = False,
+    model: Annotated[
+        Path | None,
+        Opt(
+            "--model",
+            help="A trained run: rank likely-mislabeled images by its predictions (confident "
+            "learning) and add them to its report.",
+        ),
+    ] = None,
+    oof: Annotated[
+        Path | None,
+        Opt(
+            "--oof",
+            help="Out-of-fold predictions (oof.csv of `cnn train --folds K`) to rank "
+            "likely-mislabeled images by; finds more than --model's in-sample predictions.",
+        ),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        Opt(
+            "--folds",
+            help="Train K models (`cnn train DIR --folds K`, with --model's config if given) "
+            "and rank likely-mislabeled images by their out-of-fold predictions.",
+        ),
+    ] = None,
+    folds_config: Annotated[
+        Path | None,
+        Opt(
+            "--config",
+            help="With --folds: the TOML config the K models train with (default: --model's "
+            "config, else the automatic recipe).",
+        ),
+    ] = None,
+    issues_out: Annotated[
+        Path | None,
+        Opt(
+            "--issues-out",
+            help="Where to write label_issues.csv (default: the run's or oof.csv's folder).",
+        ),
+    ] = None,
 ) -> None:
-    """Check a dataset without training; exit 1 on unreadable files, leaks or conflicting labels."""
+    """Check a dataset without training; exit 1 on unreadable files, leaks or conflicting labels.
+
+    With --model RUN, --oof FILE or --folds K it also lists likely-mislabeled images (the
+    given label against the model's confident one) and writes label_issues.csv; it never
+    moves or edits a file.
+    """
     with handled_errors():
         import json
 
@@ -86,15 +130,26 @@ def doctor(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
         skipped = skipped_rows(dataset)
+        issues = None
+        if model is not None or oof is not None or folds is not None:
+            from cnncli.commands.label_check import label_check
+
+            issues = label_check(dataset, model, oof, folds, issues_out, console, folds_config)
         if json_out:
             result = report.to_dict()
             if dataset.label_source is not None:
                 result["labels"] = dataset.label_source
                 result["multi_label"] = dataset.multi_label
+            if issues is not None:
+                result["label_issues"] = issues
             print(json.dumps(result, ensure_ascii=False))
         else:
             _render(console, report, limit or None)
             _render_skipped(console, dataset, skipped, limit or None)
+            if issues is not None:
+                from cnncli.commands.label_check import render_issues
+
+                render_issues(console, issues, limit or None)
         if report.hurts_training or skipped:
             raise typer.Exit(1)
 
