@@ -328,6 +328,11 @@ def render(d: ReportData, probe_script: str | None = None) -> str:
         if d.samples_png
         else '<p class="muted">samples.png missing</p>'
     )
+    none = ""  # why a gallery is empty when it is not for want of images
+    if d.metrics is None:
+        none = "no predictions (see the note at the top)"
+    elif getattr(d.metrics, "multi_label", False):
+        none = "multi-label model: the galleries are drawn for single-label runs"
     body = {
         "command": _command(d),
         "data": _data(d),
@@ -335,11 +340,11 @@ def render(d: ReportData, probe_script: str | None = None) -> str:
         "curves": _curves(d),
         "confusion": _confusion(d),
         "per-class": _per_class(d),
-        "mistakes": _gallery(d.mistakes, "no mistakes on the evaluated images"),
-        "unsure": _gallery(d.unsure, "no correct predictions"),
+        "mistakes": _gallery(d.mistakes, none or "no mistakes on the evaluated images"),
+        "unsure": _gallery(d.unsure, none or "no correct predictions"),
         "augmentation": "<p>training images as the network sees them (after augmentation)</p>"
         + samples,
-        "gradcam": _gallery(d.gradcams, "no mistakes to explain", wide=True),
+        "gradcam": _gallery(d.gradcams, none or "no mistakes to explain", wide=True),
         "label-issues": (f"<p>{esc(d.label_issues_note)}</p>" if d.label_issues_note else "")
         + _gallery(d.label_issues, "not checked yet: run cnn doctor DIR --model RUN"),
         "timing": _timing(d),
