@@ -156,6 +156,40 @@ def resume_cross_validation(run_dir: str | Path) -> CrossValidation:
     return CrossValidation(run_dir, cfg, dataset, items, folds, plans)
 
 
+def decode_all(cv: CrossValidation, progress=None):
+    """Decode every image once (cached in RUN/cache); returns the cache's LoadedImages."""
+    from cnncli.data.cache import load_images
+    from cnncli.data.decode import resize_of
+
+    d = cv.cfg.data
+    return load_images(
+        cv.dataset.root,
+        [path for path, _ in cv.items],
+        resize_of(d),
+        d.channels,
+        memory_budget_mb=d.cache_memory,
+        cache_dir=cv.run_dir / "cache",
+        progress=progress,
+    )
+
+
+def seed_fold_cache(cv: CrossValidation, fold: int, loaded) -> None:
+    """Give fold's run the cache entries of its train and val splits, cut from decode_all's
+    images, so that K folds decode the data once instead of K times."""
+    from cnncli.data.cache import store_rows
+    from cnncli.data.decode import resize_of
+
+    plan = cv.plans[fold]
+    index = {path: i for i, (path, _) in enumerate(cv.items)}
+    for split in ("train", "val"):
+        paths = [path for path, _ in plan.dataset.splits[split]]
+        rows = np.array([index[path] for path in paths], np.int64)
+        d = cv.cfg.data
+        store_rows(
+            plan.run_dir / "cache", cv.dataset.root, loaded, paths, rows, resize_of(d), d.channels
+        )
+
+
 def fold_probabilities(plan: RunPlan, batch_size: int = 64) -> dict[int, np.ndarray]:
     """Probabilities of the fold's best model (model/) on its val images: val row -> probs.
 

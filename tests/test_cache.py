@@ -174,3 +174,26 @@ def test_broken_pool_falls_back_to_serial(tree, monkeypatch):
         loaded = load_images(root, relpaths, 8, 3, workers=2)
     np.testing.assert_array_equal(loaded.images, expected.images)
     assert loaded.skipped == expected.skipped
+
+
+def test_stored_rows_are_what_a_decode_of_the_subset_gives(tree, tmp_path, monkeypatch):
+    from cnncli.data.cache import store_rows
+    from cnncli.data.decode import Resize
+
+    root, relpaths = tree
+    size = Resize(12, 20, "pad")
+    whole = load_images(root, relpaths, size, 3, workers=1)
+    bad = int(np.flatnonzero(~whole.ok)[0])
+    rows = np.array([5, bad, 0, 41])
+    subset = [relpaths[r] for r in rows]
+    store_rows(tmp_path / "c", root, whole, subset, rows, size, 3)
+    expected = load_images(root, subset, size, 3, workers=1)
+
+    def no_decode(path, image_size, channels):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(cache, "decode_image", no_decode)
+    got = load_images(root, subset, size, 3, cache_dir=tmp_path / "c", workers=1)
+    np.testing.assert_array_equal(got.images, expected.images)
+    np.testing.assert_array_equal(got.ok, expected.ok)
+    assert got.skipped == expected.skipped and len(got.skipped) == 1

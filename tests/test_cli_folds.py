@@ -9,17 +9,30 @@ import shutil
 import numpy as np
 
 from cnncli.cli import app
+from cnncli.data.decode import decode_image
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree
 
 
-def test_folds_train_k_models_and_write_each_image_once_to_oof(runner, tmp_path):
+def test_folds_train_k_models_and_write_each_image_once_to_oof(runner, tmp_path, monkeypatch):
+    from cnncli.data import cache
+
+    decoded = []
+
+    def counting_decode(path, size, channels):
+        decoded.append(path)
+        return decode_image(path, size, channels)
+
+    # Under 64 images the decode runs in this process, so the count sees every file.
+    monkeypatch.setattr(cache, "decode_image", counting_decode)
     data = tmp_path / "photos"
     written = make_class_tree(data, {"blue": 6, "green": 6, "red": 5}, size=16)
     out = tmp_path / "cv"
     args = ["train", str(data), "--folds", "3", "--out", str(out), *TINY, "--epochs", "1"]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
+    # Three folds, one decode of each image (the folds' caches are cut from it).
+    assert len(decoded) == len(set(decoded)) == 17
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert "3-fold cross-validation (17 images)" in result.output
     # One complete run per fold, without its decode cache.
@@ -61,8 +74,10 @@ def test_folds_train_k_models_and_write_each_image_once_to_oof(runner, tmp_path)
         shutil.rmtree(out / "fold3" / name)
     for name in ("metrics.csv", "cv.json", "oof.csv", "folds.csv"):
         (out / "fold3" / name if name == "metrics.csv" else out / name).unlink()
+    decoded.clear()
     result = runner.invoke(app, ["train", "--resume", str(out)])
     assert result.exit_code == 0, result.output
+    assert len(decoded) == 17
     assert "fold 1 had finished (1 epochs)" in result.output
     again = list(csv.DictReader((out / "oof.csv").open()))
     assert [r for r in again if r["fold"] != "3"] == [r for r in rows if r["fold"] != "3"]

@@ -18,14 +18,17 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
     import shutil
 
     from rich.markup import escape
+    from rich.progress import Progress
 
     # The per-run pieces of `cnn train`: Ctrl-C handling and the dataset's title.
     from cnncli.commands.train import _configure, _data_title, _input_text, _StopOnCtrlC
     from cnncli.crossval import (
+        decode_all,
         fold_probabilities,
         fold_result,
         plan_cross_validation,
         resume_cross_validation,
+        seed_fold_cache,
         write_results,
     )
     from cnncli.report import TrainingDisplay, folds_table, layers_table
@@ -53,8 +56,12 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
 
         console.print(recipe_table(recipe["rows"], "recipe (chosen from the data; flags win)"))
     console.print(layers_table(cv.plans[0].layers, f"network for {_input_text(cfg.data)} input"))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("decoding", total=len(cv.items))
+        loaded = decode_all(cv, lambda done, total: progress.update(task, completed=done))
     results = []
     for fold, plan in enumerate(cv.plans):
+        seed_fold_cache(cv, fold, loaded)
         console.print(f"[bold]fold {fold + 1}/{k}[/bold]: {escape(str(plan.run_dir))}")
         display = TrainingDisplay(console, multi_label=cv.dataset.multi_label)
         try:
@@ -77,8 +84,10 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
         for path, reason in outcome.skipped:
             console.print(f"[yellow]skipped {escape(path)}: {escape(reason)}[/yellow]")
         results.append(fold_result(cv, fold, outcome, fold_probabilities(plan)))
-        # Each fold's decode cache holds the whole data set again; K copies are not kept.
+        # Each fold's cache is a copy of the data set (cut from RUN/cache); K are not kept.
         shutil.rmtree(plan.run_dir / "cache", ignore_errors=True)
+    del loaded
+    shutil.rmtree(cv.run_dir / "cache", ignore_errors=True)
     summary = write_results(cv, results)
     console.print(folds_table(summary))
     acc = summary["val_acc"]

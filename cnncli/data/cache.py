@@ -214,6 +214,43 @@ def _write_cache(
     return images
 
 
+def store_rows(
+    cache_dir: str | Path,
+    root: str | Path,
+    loaded: LoadedImages,
+    relpaths: list[str],
+    rows: np.ndarray,
+    size: int | Resize,
+    channels: int,
+) -> None:
+    """Store rows of images decoded once (e.g. a whole data set) as the cache entry that
+    load_images(root, relpaths, ...) reads, so a subset (a K-fold split) is not decoded again.
+
+    relpaths[i] is the file of loaded row rows[i]; rows that failed keep their reasons.
+    """
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = cache_key(root, relpaths, size, channels)
+    reasons = dict(loaded.skipped)
+    failed = [
+        (i, p, reasons[p])
+        for i, (p, r) in enumerate(zip(relpaths, rows, strict=True))
+        if not loaded.ok[r]
+    ]
+    fd, name = tempfile.mkstemp(dir=cache_dir, prefix=f".{key}.", suffix=".npy.tmp")
+    os.close(fd)
+    shape = (len(rows), *loaded.images.shape[1:])
+    try:
+        # Copied in blocks into a file-backed array: a memory-mapped source stays on disk.
+        out = np.lib.format.open_memmap(name, mode="w+", dtype=np.uint8, shape=shape)
+        for start in range(0, len(rows), 256):
+            out[start : start + 256] = loaded.images[rows[start : start + 256]]
+        _write_cache(cache_dir, key, out, Path(name), failed)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
 def _anonymous_memmap(shape: tuple[int, ...]) -> np.ndarray:
     """A writable memmap in a temporary folder that is removed once the array is dropped."""
     folder = tempfile.mkdtemp(prefix="cnn-images-")
