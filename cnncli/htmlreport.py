@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import secrets
+import statistics
 from pathlib import Path
 
 from cnncli.atomic import atomic_write_text
@@ -94,7 +96,26 @@ def _command(d: ReportData) -> str:
     return (
         f"<pre>{esc(d.command or '(command not recorded)')}</pre>"
         + _table(None, rows, "kv")
+        + _recipe(d.recipe)
         + f"<details><summary>config.toml (click to open)</summary><pre>{esc(d.config_text)}</pre></details>"
+    )
+
+
+def _recipe(recipe: dict) -> str:
+    """The automatic recipe's choices and reasons (recipe.json), when there is one."""
+    choices = recipe.get("recipe", {}).get("choices", [])
+    if not choices:
+        return ""
+    explicit = set(recipe.get("explicit", []))
+    rows = [
+        [esc(c.get("key", "")), esc(json.dumps(c.get("value"))), esc(c.get("reason", ""))]
+        for c in choices
+    ]
+    note = f" (your settings won for: {esc(', '.join(sorted(explicit)))})" if explicit else ""
+    return (
+        f"<details><summary>automatic recipe: {len(rows)} choices{note}</summary>"
+        + _table(["key", "value", "why"], rows, "kv")
+        + "</details>"
     )
 
 
@@ -312,7 +333,14 @@ def _timing(d: ReportData) -> str:
     out = _table(["", "decode s", "images", "first step s (compile)", "wall s"], rows)
     epochs = t.get("epochs", {})
     if epochs:
-        out += _table(["epoch", "seconds"], [[esc(k), esc(v)] for k, v in epochs.items()])
+        secs = sorted(float(v) for v in epochs.values())
+        out += (
+            f"<p>{len(secs)} epochs: {sum(secs):.1f} s in all; per epoch min {secs[0]:.2f} s, "
+            f"median {statistics.median(secs):.2f} s, max {secs[-1]:.2f} s</p>"
+            + "<details><summary>seconds per epoch</summary>"
+            + _table(["epoch", "seconds"], [[esc(k), esc(v)] for k, v in epochs.items()])
+            + "</details>"
+        )
     machine = t.get("machine", {})
     out += "<p>machine</p>" + _table(None, [[esc(k), esc(v)] for k, v in machine.items()], "kv")
     return out

@@ -57,6 +57,7 @@ class ReportData:
     command: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     config_text: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)  # recipe.json of the automatic recipe
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     label_source: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -242,6 +243,7 @@ def collect(run_dir: str | Path, predictions: Predictions | None = None) -> Repo
         cfg = None
         data.notes.append("config.toml is missing or unreadable")
     data.summary = _read_json(run_dir / "summary.json")
+    data.recipe = _read_json(run_dir / "recipe.json")
     data.skipped = [
         (s.get("path", ""), s.get("reason", "")) for s in data.summary.get("skipped", [])
     ]

@@ -63,10 +63,20 @@ def _config(run: Path, notes: list[str]) -> dict[str, Any]:
         return {}
 
 
-def describe_model(config: dict[str, Any], argv: list[str]) -> str:
-    """The preset named on the command line, a backbone, or the conv filters."""
+def describe_model(config: dict[str, Any], argv: list[str], recipe: dict | None = None) -> str:
+    """The preset named on the command line or chosen by the recipe, a backbone, or the
+    conv filters."""
     if "--model" in argv[:-1]:
         return argv[argv.index("--model") + 1]
+    recipe = recipe or {}
+    explicit = set(recipe.get("explicit", []))
+    for choice in recipe.get("recipe", {}).get("choices", []):
+        if choice.get("key") == "model" and not explicit & {
+            "model",
+            "model.conv",
+            "model.backbone",
+        }:
+            return str(choice.get("value"))
     model = config.get("model", {})
     if model.get("backbone"):
         return str(model["backbone"])
@@ -120,7 +130,9 @@ def read_run(run: Path) -> RunInfo:
         path=str(run),
         date=dt.datetime.fromtimestamp(made.stat().st_mtime).isoformat(timespec="seconds"),
         data=str(info.get("data_dir", "?")),
-        model=describe_model(config, [str(a) for a in info.get("argv", [])]),
+        model=describe_model(
+            config, [str(a) for a in info.get("argv", [])], _json(run / "recipe.json", notes)
+        ),
         image_size=config.get("data", {}).get("image_size"),
         epochs_done=done,
         epochs=planned,
