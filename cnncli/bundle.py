@@ -79,7 +79,11 @@ def save_bundle(
             **resize_of(cfg.data).spec(),
             "channels": cfg.data.channels,
             "decode": resize_of(cfg.data).describe(),
-            "normalize": "x / 127.5 - 1 (uint8 -> [-1, 1])",
+            "normalize": (
+                f"(x / 255 - mean) / std, mean {cfg.model.mean}, std {cfg.model.std}"
+                if cfg.model.mean
+                else "x / 127.5 - 1 (uint8 -> [-1, 1])"
+            ),
             "layout": "NHWC",
         },
         **(extra or {}),

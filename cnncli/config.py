@@ -43,6 +43,10 @@ class ModelConfig:
     # A pretrained-style backbone ("resnet18", "resnet50", ...; cnncli/backbones) instead of
     # the conv blocks and dense layers above: its stages, global average pool, dropout, logits.
     backbone: str = ""
+    # Per-channel input normalisation (x / 255 - mean) / std, set from a pretrained
+    # backbone's config (ImageNet's); empty = x / 127.5 - 1, the scratch default.
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -60,6 +64,10 @@ class DataConfig:
     # Decoded-image cache budget in MiB; above it the cache is a memory-mapped file.
     cache_memory: int = 2048
     follow_symlinks: bool = False
+    # Resize: shorter side to image_size / crop_pct, then the centre image_size square (timm's
+    # eval transform; 1.0 = the whole centre square); set from a pretrained backbone's config.
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"  # bilinear | bicubic | nearest
 
     @property
     def input_hw(self) -> tuple[int, int]:
@@ -116,6 +124,18 @@ class TrainConfig:
     # fp32, or bf16: activations and convolutions in bfloat16; weights, optimizer state,
     # batch-norm statistics and the loss stay float32.
     precision: str = "fp32"
+    # Start from weights (cnncli/warm_start.py): a backbone name (resnet18), a timm-layout
+    # safetensors file or folder, or a cnn run / model folder. "" = from scratch.
+    init: str = ""
+    # Backbone frozen: its pooled features are computed once per image, only the head trains.
+    freeze: bool = False
+    # Fine-tune phase 1: this many epochs of the head alone (on the cached features) before
+    # `epochs` epochs of everything.
+    head_epochs: int = 0
+    # Learning rate of everything but the head in phase 2 (0 = the same as lr).
+    backbone_lr: float = 0.0
+    # Batch norm keeps (and uses) its running statistics while fine-tuning (small batches).
+    freeze_bn: bool = False
 
 
 @dataclass
@@ -146,6 +166,7 @@ CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
 DATA_PLACEMENTS = ("auto", "device", "chunked", "host")
 PRECISIONS = ("fp32", "bf16")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 def model_preset(name: str) -> ModelConfig:
@@ -305,6 +326,13 @@ def validate(cfg: RunConfig) -> RunConfig:
         from cnncli.backbones.resnet_spec import arch_of
 
         arch_of(m.backbone)
+    for name, values in (("mean", m.mean), ("std", m.std)):
+        _check(
+            len(values) in (0, d.channels),
+            f"model.{name} needs {d.channels} values (one per channel) or none, got {values}",
+        )
+    _check(len(m.mean) == len(m.std), "model.mean and model.std need the same length")
+    _check(all(v > 0 for v in m.std), f"model.std values must be > 0, got {m.std}")
     _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
     _check_image_size(d)
     _check(d.channels in (1, 3), f"data.channels must be 1 or 3, got {d.channels}")
@@ -314,6 +342,11 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"data.pad_color must be 3 integers 0..255 (R, G, B), got {d.pad_color}",
     )
     _check(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    _check(0.0 < d.crop_pct <= 1.0, f"data.crop_pct must be in (0, 1], got {d.crop_pct}")
+    _check(
+        d.interpolation in INTERPOLATIONS,
+        f"data.interpolation must be one of {INTERPOLATIONS}, got {d.interpolation!r}",
+    )
     _check(d.cache_memory >= 0, f"data.cache_memory must be >= 0 MiB, got {d.cache_memory}")
     _check(t.epochs >= 1, f"train.epochs must be >= 1, got {t.epochs}")
     _check(t.batch_size >= 1, f"train.batch_size must be >= 1, got {t.batch_size}")
@@ -341,6 +374,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         t.devices <= 1 or t.batch_size % t.devices == 0,
         f"train.batch_size {t.batch_size} must be a multiple of train.devices {t.devices}",
     )
+    _check(t.head_epochs >= 0, f"train.head_epochs must be >= 0, got {t.head_epochs}")
+    _check(t.backbone_lr >= 0, f"train.backbone_lr must be >= 0, got {t.backbone_lr}")
+    _check(not t.freeze or bool(t.init), "train.freeze needs train.init (--init SOURCE)")
     _check(0 <= t.seed < 2**32, f"train.seed must be in 0..2^32-1, got {t.seed}")
     _check(
         t.data_placement in DATA_PLACEMENTS,
@@ -417,6 +453,12 @@ def _coerce(cls: type, name: str, value: Any, where: str) -> Any:
             kind = "an integer or [height, width]" if name == "image_size" else "[r, g, b]"
             raise ConfigError(f"{where} must be {kind}, got {value!r}")
         return list(value)
+    if cls is ModelConfig and name in ("mean", "std"):
+        if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
+            raise ConfigError(f"{where} must be a list of numbers, got {value!r}")
+        return [float(v) for v in value]
     if cls is AugmentConfig and name == "ops":
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a table of op = magnitude")

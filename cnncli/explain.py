@@ -92,7 +92,7 @@ def explain_image(
     image_u8 = np.asarray(image_u8)
     if image_u8.ndim != 3:
         raise ValueError(f"need an (H, W, C) image, got shape {image_u8.shape}")
-    x = normalize(jnp.asarray(image_u8)[None])
+    x = normalize(jnp.asarray(image_u8)[None], cfg)
     logits, _, features = forward(params, stats, cfg, x, train=False, return_features=True)
     probs = jax.nn.sigmoid(logits[0]) if multi_label else jax.nn.softmax(logits[0])
     predicted = int(jnp.argmax(probs))

@@ -168,7 +168,13 @@ def preprocess_spec(bundle: Bundle) -> dict:
             "shape": ["batch", h, w, c],
         },
         "decode": bundle.resize.describe(),
-        "normalize": "inside the model: x / 127.5 - 1 (do not normalise before)",
+        "normalize": "inside the model: "
+        + (
+            f"(x / 255 - mean) / std, mean {bundle.model.mean}, std {bundle.model.std}"
+            if bundle.model.mean
+            else "x / 127.5 - 1"
+        )
+        + " (do not normalise before)",
         "outputs": {"logits": ["batch", len(bundle.classes)], "probs": "softmax of logits"},
         "labels": f"{LABELS_FILE}: class names in output order",
     } | (_multi_label_outputs(bundle) if bundle.multi_label else {})
@@ -253,9 +259,15 @@ def onnx_model(bundle: Bundle):
     g = _Graph()
     (h, w), c, k = bundle.image_hw, bundle.channels, len(bundle.classes)
     x = g.op("Cast", ["images"], "to_float", to=TensorProto.FLOAT)
-    # network.normalize exactly: x * float32(2/255) - 1.
-    x = g.op("Mul", [x, g.const("two_over_255", np.float32(2.0 / 255.0))], "scale")
-    x = g.op("Sub", [x, g.const("one", np.float32(1.0))], "normalize")
+    # network.normalize exactly: x * float32(2/255) - 1, or per channel x * scale - shift.
+    if cfg.mean:
+        scale = np.array([1.0 / (255.0 * v) for v in cfg.std], np.float32)
+        shift = np.array([m / v for m, v in zip(cfg.mean, cfg.std, strict=True)], np.float32)
+        x = g.op("Mul", [x, g.const("input_scale", scale)], "scale")
+        x = g.op("Sub", [x, g.const("input_shift", shift)], "normalize")
+    else:
+        x = g.op("Mul", [x, g.const("two_over_255", np.float32(2.0 / 255.0))], "scale")
+        x = g.op("Sub", [x, g.const("one", np.float32(1.0))], "normalize")
     x = g.op("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
     x = _backbone_graph(g, bundle, x) if cfg.backbone else _conv_graph(g, bundle, x)
     if cfg.global_pool or cfg.backbone:
@@ -370,7 +382,7 @@ def stablehlo_bytes(bundle: Bundle) -> bytes:
     stats = {k: jnp.asarray(v) for k, v in bundle.stats.items()}
 
     def infer(images_u8):
-        logits, _ = network.forward(params, stats, cfg, network.normalize(images_u8))
+        logits, _ = network.forward(params, stats, cfg, network.normalize(images_u8, cfg))
         if bundle.multi_label:
             return logits, jax.nn.sigmoid(logits)
         return logits, jax.nn.softmax(logits, axis=-1)
@@ -461,7 +473,7 @@ def flax_logits(bundle: Bundle, images: np.ndarray) -> np.ndarray:
         },
     )
     model = nnx.merge(graphdef, state)
-    return np.asarray(model(normalize(jnp.asarray(images)), train=False))
+    return np.asarray(model(normalize(jnp.asarray(images), bundle.model), train=False))
 
 
 def verify(bundle: Bundle, run: Runner, images: np.ndarray, real: int, source: str) -> Verification:

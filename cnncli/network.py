@@ -19,9 +19,23 @@ BN_MOMENTUM = 0.9
 BN_EPS = 1e-5
 
 
-def normalize(images_u8: jax.Array) -> jax.Array:
-    """uint8 [0, 255] -> float32 [-1, 1]; the one preprocessing step after decode."""
-    return images_u8.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+def normalize(images_u8: jax.Array, cfg: ModelConfig | None = None) -> jax.Array:
+    """uint8 [0, 255] -> float32: the one preprocessing step after decode.
+
+    x / 127.5 - 1 (to [-1, 1]), or (x / 255 - mean) / std per channel when the model
+    config carries a pretrained backbone's mean and std.
+    """
+    scale, shift = normalize_affine(cfg)
+    return images_u8.astype(jnp.float32) * scale - shift
+
+
+def normalize_affine(cfg: ModelConfig | None = None):
+    """(scale, shift) with normalize(x) = x * scale - shift: floats, or per-channel arrays."""
+    if cfg is None or not cfg.mean:
+        return 2.0 / 255.0, 1.0
+    scale = jnp.asarray([1.0 / (255.0 * s) for s in cfg.std], jnp.float32)
+    shift = jnp.asarray([m / s for m, s in zip(cfg.mean, cfg.std, strict=True)], jnp.float32)
+    return scale, shift
 
 
 def max_pool(x: jax.Array, size: int, stride: int) -> jax.Array:

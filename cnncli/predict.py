@@ -91,7 +91,7 @@ def make_classifier(
 
         def classify(weights, images_u8):
             params, stats = weights
-            x = network.normalize(images_u8)
+            x = network.normalize(images_u8, cfg)
             logits, _ = network.forward(params, stats, cfg, x)
             probs = activation(logits)
             if tta:

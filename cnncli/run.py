@@ -26,6 +26,7 @@ from cnncli.data.scan import (
 )
 from cnncli.shapes import LayerRow, layer_table
 from cnncli.timing import RunTimer
+from cnncli.warm_start import InitSource
 
 CONFIG_FILE = "config.toml"
 MANIFEST_FILE = "split.csv"
@@ -81,10 +82,11 @@ def plan_new_run(
     name: str = "train",
     labels: LabelOptions | None = None,
     dataset: Dataset | None = None,
+    init: InitSource | None = None,
 ) -> RunPlan:
     """Scan and split the data (class folders or a labels file; or take the `dataset`
     already scanned with cfg's split settings), check the network's shapes, then create
-    the run folder."""
+    the run folder. `init` (resolved --init) is kept in run.json."""
     if dataset is None:
         dataset = load_dataset(
             data_dir,
@@ -116,6 +118,7 @@ def plan_for_dataset(
         "argv": sys.argv,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        **({"init": init.as_dict()} if init is not None else {}),
     }
     atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2) + "\n")
     return RunPlan(run_dir, cfg, dataset, layers, info=info)
@@ -264,6 +267,9 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             f"{plan.dataset.root}: multi-label training runs in one process (val mAP and the "
             "thresholds need every validation image); drop --coordinator/--num-processes"
         )
+    init = InitSource.from_dict(plan.info["init"]) if plan.info.get("init") else None
+    if init is not None and processes > 1:
+        raise DatasetError("--init runs in one process; drop --coordinator/--num-processes")
     shards = DataShards.for_process(max(cfg.train.shards, 1), rank, processes)
     checkpoints = TrainCheckpoints(run_dir / "checkpoints") if rank == 0 else NoCheckpoints()
     # The optimizer state's structure does not depend on the schedule, so one fresh state
@@ -302,22 +308,34 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     if len(train) == 0:
         raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
 
+    ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
+    augment_fn = make_augment(ops) if ops else None
+    if latest is None and rank == 0:
+        write_samples(run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed)
+    backbone = None
+    if init is not None:
+        from cnncli.finetune import prepare
+
+        start = prepare(cfg, init, state, latest is not None, classes, train, val, callbacks)
+        state, train, val, backbone = start.state, start.train, start.val, start.backbone
+        if cfg.train.freeze:
+            augment_fn = None  # features are computed once, from the plain images
+
     def save_best(host_state, row, thresholds=None):
         extra = {"epoch": row.epoch, "val_acc": row.val_acc}
+        if init is not None:
+            extra["init"] = init.as_dict()
+        params, stats = host_state["params"], host_state["stats"]
+        if backbone is not None:  # --freeze: the frozen backbone, then the trained head
+            params, stats = {**backbone[0], **params}, backbone[1]
         if plan.dataset.multi_label:
             extra.update(
                 val_map=row.val_map,
                 multi_label=True,
                 thresholds=thresholds or [0.5] * len(classes),
             )
-        save_bundle(
-            run_dir / "model", cfg, classes, host_state["params"], host_state["stats"], extra
-        )
+        save_bundle(run_dir / "model", cfg, classes, params, stats, extra)
 
-    ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
-    augment_fn = make_augment(ops) if ops else None
-    if latest is None and rank == 0:
-        write_samples(run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed)
     recorder = (
         _MetricsRecorder(run_dir, callbacks or Callbacks(), history, timer)
         if rank == 0
@@ -343,6 +361,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             callbacks=recorder,
             num_classes=len(classes),
             shards=shards,
+            head_only=cfg.train.freeze,
         )
     finally:
         checkpoints.close()
@@ -400,6 +419,8 @@ def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict
         num_classes=num_classes,
         seed=cfg.train.seed,
     )
+    if cfg.train.freeze:  # only the head trains (finetune.py); the backbone is not state
+        params, stats = {k: params[k] for k in ("logits/kernel", "logits/bias")}, {}
     opt = make_optimizer(cfg.train, steps_per_epoch).init(params)
     return {"params": params, "stats": stats, "opt": opt}
 

@@ -114,8 +114,29 @@ def make_schedule(t: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
 def make_optimizer(
     t: TrainConfig, steps_per_epoch: int, schedule: optax.Schedule | None = None
 ) -> optax.GradientTransformation:
-    """adam | adamw (decoupled weight decay) | sgd with momentum (+ L2), with the schedule."""
+    """adam | adamw (decoupled weight decay) | sgd with momentum (+ L2), with the schedule.
+
+    With train.backbone_lr (fine-tuning from --init), everything but the logits layer
+    follows the same schedule scaled by backbone_lr / lr.
+    """
     schedule = schedule or make_schedule(t, steps_per_epoch)
+    if t.backbone_lr and t.backbone_lr != t.lr:
+        ratio = t.backbone_lr / t.lr
+
+        def labels(params):
+            return {k: "head" if k.startswith("logits/") else "backbone" for k in params}
+
+        return optax.multi_transform(
+            {
+                "head": _optimizer(t, schedule),
+                "backbone": _optimizer(t, lambda step: schedule(step) * ratio),
+            },
+            labels,
+        )
+    return _optimizer(t, schedule)
+
+
+def _optimizer(t: TrainConfig, schedule) -> optax.GradientTransformation:
     if t.optimizer == "adamw":
         return optax.adamw(schedule, weight_decay=t.weight_decay)
     if t.optimizer == "sgd":
@@ -192,6 +213,7 @@ def make_steps(
     augment_fn: Callable | None,
     class_weights: np.ndarray | None = None,
     multi_label: bool = False,
+    head_only: bool = False,
 ):
     """Build (train_step, eval_step), both jax.jit-compiled pure functions.
 
@@ -203,8 +225,12 @@ def make_steps(
     With cfg.train.precision "bf16" the training forward and backward run in bfloat16;
     weights, optimizer state, batch-norm statistics and the loss stay float32. Evaluation
     is float32 (as the saved model predicts).
+    With head_only the "images" are a frozen backbone's pooled features (finetune.py) and
+    only the logits layer runs; cfg.train.freeze_bn keeps batch norm on its running stats.
     """
-    train_step, eval_step = step_functions(cfg, tx, augment_fn, class_weights, multi_label)
+    train_step, eval_step = step_functions(
+        cfg, tx, augment_fn, class_weights, multi_label, head_only
+    )
     return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
 
@@ -214,24 +240,29 @@ def step_functions(
     augment_fn: Callable | None,
     class_weights: np.ndarray | None = None,
     multi_label: bool = False,
+    head_only: bool = False,
 ):
     """make_steps' (train_step, eval_step) before jax.jit, to build other calls from."""
     model_cfg = cfg.model
     smoothing = cfg.train.label_smoothing
     loss_fn = multilabel_loss if multi_label else weighted_loss
     compute = jnp.bfloat16 if cfg.train.precision == "bf16" else None
+    bn_train = not cfg.train.freeze_bn
 
     def loss_terms(params, stats, images_u8, labels, mask, key):
         aug_key, drop_key = jax.random.split(key)
-        x = augment_fn(aug_key, images_u8) if augment_fn is not None else images_u8
-        x = network.normalize(x)
-        if compute is not None:  # the cast's gradient brings float32 gradients back
-            params = jax.tree_util.tree_map(lambda p: p.astype(compute), params)
-            x = x.astype(compute)
-        logits, new_stats = network.forward(
-            params, stats, model_cfg, x, train=True, key=drop_key, mask=mask
-        )
-        logits = logits.astype(jnp.float32)
+        if head_only:
+            logits, new_stats = network.logits_layer(params, images_u8), {}
+        else:
+            x = augment_fn(aug_key, images_u8) if augment_fn is not None else images_u8
+            x = network.normalize(x, model_cfg)
+            if compute is not None:  # the cast's gradient brings float32 gradients back
+                params = jax.tree_util.tree_map(lambda p: p.astype(compute), params)
+                x = x.astype(compute)
+            logits, new_stats = network.forward(
+                params, stats, model_cfg, x, train=True, key=drop_key, mask=mask, bn_train=bn_train
+            )
+            logits = logits.astype(jnp.float32)
         loss, per_sample = loss_fn(
             logits, labels, mask, smoothing=smoothing, class_weights=class_weights
         )
@@ -253,8 +284,10 @@ def step_functions(
         return {"params": params, "stats": stats, "opt": opt}, (loss_sum, correct, mask.sum())
 
     def eval_step(state, images_u8):
+        if head_only:
+            return network.logits_layer(state["params"], images_u8)
         logits, _ = network.forward(
-            state["params"], state["stats"], model_cfg, network.normalize(images_u8)
+            state["params"], state["stats"], model_cfg, network.normalize(images_u8, model_cfg)
         )
         return logits
 
@@ -374,6 +407,7 @@ def fit(
     callbacks: Callbacks | None = None,
     num_classes: int | None = None,
     shards: DataShards | None = None,
+    head_only: bool = False,
 ) -> FitResult:
     """Train from `start_epoch` to cfg.train.epochs, checkpointing after every epoch.
 
@@ -386,6 +420,7 @@ def fit(
 
     Multi-label mode (multi-hot train.labels): the best epoch has the highest val mAP, and
     on_improved(state, row, thresholds) also gets the per-label thresholds tuned on val.
+    head_only: train and val hold pooled features and the state only the logits layer.
     """
     t = cfg.train
     cb = callbacks or Callbacks()
@@ -401,7 +436,7 @@ def fit(
         counts = distributed.sum_over_processes(np.bincount(train.labels, minlength=classes))
         weights = class_weights_from_counts(counts)
     step_fn, eval_fn = step_functions(
-        cfg, make_optimizer(t, steps), augment_fn, weights, multi_label
+        cfg, make_optimizer(t, steps), augment_fn, weights, multi_label, head_only
     )
     eval_step = jax.jit(eval_fn)
     placement = Placement(t.devices)

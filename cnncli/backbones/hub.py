@@ -48,6 +48,26 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _cached(spec: Pretrained) -> bool:
+    """Whether the pinned file is in the Hugging Face cache already (no network needed)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(spec.repo, spec.filename, revision=spec.revision)
+    return isinstance(found, str)
+
+
+def _reach_hub(timeout: float = 5.0) -> None:
+    """Fail within seconds when huggingface.co cannot be reached (no DNS, no route), instead
+    of huggingface_hub's five retries; skipped behind a proxy, which only it knows how to use."""
+    import socket
+
+    proxies = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+    if any(os.environ.get(name) for name in proxies):
+        return
+    with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+        pass
+
+
 def fetch(spec: Pretrained) -> Path:
     """The local path of spec's file: from the HF cache or downloaded, SHA-256 checked."""
     try:
@@ -57,7 +77,14 @@ def fetch(spec: Pretrained) -> Path:
             f"--init {spec.name} downloads {spec.repo}, which needs huggingface_hub "
             f"(pip install 'cnn[pretrained]'); or {copy_in_hint(spec)}"
         ) from None
+    import logging
+
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one-line advice
     try:
+        if not _offline() and not _cached(spec):
+            _reach_hub()
         path = Path(hf_hub_download(spec.repo, spec.filename, revision=spec.revision))
     except Exception as exc:  # offline, no network, hub errors: all end in the same advice
         why = (
@@ -68,6 +95,8 @@ def fetch(spec: Pretrained) -> Path:
         raise WeightsError(
             f"--init {spec.name}: cannot download {spec.repo} ({why}); {copy_in_hint(spec)}"
         ) from None
+    finally:
+        hub_log.setLevel(level)
     digest = sha256_of(path)
     if digest != spec.sha256:
         raise WeightsError(

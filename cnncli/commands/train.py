@@ -283,6 +283,47 @@ def train(
             help="Write TensorBoard event files to RUN/tb/ (pip install 'cnn[tensorboard]').",
         ),
     ] = False,
+    init: Annotated[
+        str | None,
+        Opt(
+            "--init",
+            help="Start from weights: a pretrained backbone (resnet18, resnet18.tv_in1k, "
+            "resnet50; downloaded once, needs cnn[pretrained]), a model.safetensors file or "
+            "timm-layout folder (offline), or a cnn run folder (warm start, classes matched "
+            "by name).",
+        ),
+    ] = None,
+    freeze: Annotated[
+        bool | None,
+        Opt(
+            "--freeze",
+            help="With --init: keep the backbone frozen; its features are computed once and "
+            "only the new head trains (seconds; best for a few images per class).",
+        ),
+    ] = None,
+    head_epochs: Annotated[
+        int | None,
+        Opt(
+            "--head-epochs",
+            help="With --init: epochs of the head alone (on cached features) before "
+            "fine-tuning everything (default: 5 pretrained, 3 from a run).",
+        ),
+    ] = None,
+    backbone_lr: Annotated[
+        float | None,
+        Opt(
+            "--backbone-lr",
+            help="With --init: learning rate of the backbone while fine-tuning (default: lr / 10).",
+        ),
+    ] = None,
+    freeze_bn: Annotated[
+        bool | None,
+        Opt(
+            "--freeze-bn",
+            help="With --init: batch norm keeps its running statistics while fine-tuning "
+            "(for small batches).",
+        ),
+    ] = None,
     find_lr: Annotated[
         bool,
         Opt(
@@ -365,12 +406,19 @@ def train(
                 "train.sampler": sampler,
                 "train.devices": devices,
                 "train.shards": shards,
+                "train.init": init,
+                "train.freeze": freeze,
+                "train.head_epochs": head_epochs,
+                "train.backbone_lr": backbone_lr,
+                "train.freeze_bn": freeze_bn,
                 "train.precision": precision,
                 "train.data_placement": data_placement,
                 "train.steps_per_dispatch": steps_per_dispatch,
                 "log.tensorboard": True if tensorboard else None,
                 "large_batch": large_batch,  # applied last, to the resolved recipe
             }
+            if init is not None and model is not None:
+                raise fail("--init sets the network (from SOURCE); drop --model")
             conv = (filters, kernel, stride, padding, pool, batch_norm)
         rank, processes = _join(cluster)
         console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
@@ -515,6 +563,19 @@ def _new_config(given: _Given, recipe=None):
     return cfg
 
 
+def _with_init(cfg, given: _Given):
+    """(cfg shaped for --init SOURCE and its fine-tuning recipe, the resolved source).
+
+    A start from weights brings its own network, preprocessing and recipe
+    (warm_start.configure), so the recipe chosen from the data does not apply; keys the
+    user set (flags, --config) still win.
+    """
+    from cnncli import warm_start
+
+    src = warm_start.resolve(cfg.train.init)
+    return warm_start.configure(cfg, src, given.explicit()), src
+
+
 def _plan(data_dir, given: _Given, out, resume, labels):
     """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
     from cnncli.run import plan_new_run, plan_resume, write_recipe
@@ -525,6 +586,9 @@ def _plan(data_dir, given: _Given, out, resume, labels):
         if plan.cfg.log.tensorboard and tensorboard_missing():
             raise fail(tensorboard_missing())
         return plan
+    if (given.overrides or {}).get("train.init"):
+        cfg, src = _with_init(_new_config(given), given)
+        return plan_new_run(data_dir, cfg, out, labels=labels, init=src)
     cfg, dataset, recipe = _configure(data_dir, given, labels)
     if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
         raise fail(tensorboard_missing())
@@ -676,6 +740,7 @@ def _run_training(
         from cnncli.report import recipe_table
 
         console.print(recipe_table(plan.recipe["rows"], "recipe (chosen from the data; flags win)"))
+    _print_init(plan, console)
     console.print(
         layers_table(
             plan.layers,
@@ -813,6 +878,46 @@ class _StopOnCtrlC:
 
     def __getattr__(self, name: str):
         return getattr(self.inner, name)
+
+
+def _print_init(plan, console) -> None:
+    """Where the weights come from, the head, the licence, and the training mode."""
+    from rich.markup import escape
+
+    from cnncli.warm_start import InitSource, describe
+
+    if not plan.info.get("init"):
+        return
+    src = InitSource.from_dict(plan.info["init"])
+    for line in describe(src, plan.dataset.classes):
+        style = "yellow" if line.startswith("warning") else ""
+        console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
+    t, d = plan.cfg.train, plan.cfg.data
+    if t.freeze:
+        mode = (
+            f"--freeze: backbone frozen, features computed once, the head trains {t.epochs} epochs"
+        )
+        if plan.cfg.augment.preset != "none" or plan.cfg.augment.ops:
+            mode += " (no augmentation: the features come from the plain images)"
+    else:
+        mode = (
+            f"fine-tune: {t.head_epochs} epoch(s) of the head alone (h1, h2, ...), then "
+            f"{t.epochs} of everything, backbone lr {t.backbone_lr or t.lr:g}, head lr {t.lr:g}"
+            + (", batch norm frozen" if t.freeze_bn else "")
+        )
+    console.print(escape(mode))
+    console.print(
+        escape(
+            f"input: {_input_text(d)}, {d.resize}"
+            + (f" (crop_pct {d.crop_pct:g})" if d.resize == "crop" else "")
+            + f", {d.interpolation}, "
+            + (
+                f"mean {plan.cfg.model.mean} std {plan.cfg.model.std}"
+                if plan.cfg.model.mean
+                else "x / 127.5 - 1"
+            )
+        )
+    )
 
 
 def _data_title(dataset) -> str:

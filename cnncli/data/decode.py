@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import stat
 import warnings
@@ -20,6 +21,12 @@ RESIZE_POLICY = (
     "scaled to S (antialiased bilinear) and the centre S x S square kept"
 )
 
+
+_RESAMPLING = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}
 
 # Larger images are refused before their pixels are read (decompression-bomb guard).
 MAX_PIXELS = 100_000_000
@@ -178,6 +185,10 @@ class Resize:
     width: int
     policy: str = "crop"
     pad_color: tuple[int, int, int] = PAD_COLOR
+    # A pretrained backbone's eval transform (timm): crop keeps the centre crop_pct of the
+    # shorter side (Resize(floor(S / crop_pct)) + CenterCrop(S)), with its interpolation.
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -187,6 +198,16 @@ class Resize:
                 f"resize must be one of {', '.join(RESIZE_POLICIES)}, got {self.policy!r}"
             )
         object.__setattr__(self, "pad_color", tuple(int(v) for v in self.pad_color))
+        if not 0 < self.crop_pct <= 1 or self.interpolation not in _RESAMPLING:
+            raise ValueError(
+                f"crop_pct must be in (0, 1] and interpolation one of {', '.join(_RESAMPLING)}"
+                f", got {self.crop_pct} and {self.interpolation!r}"
+            )
+
+    @property
+    def resampling(self) -> Image.Resampling:
+        """Pillow's filter for the interpolation."""
+        return _RESAMPLING[self.interpolation]
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -195,10 +216,17 @@ class Resize:
 
     def describe(self) -> str:
         """The decode rule in words (model.json, preprocess.json)."""
-        if self.policy == "crop" and self.height == self.width:
+        pretrained = self.crop_pct != 1.0 or self.interpolation != "bilinear"
+        if self.policy == "crop" and self.height == self.width and not pretrained:
             return RESIZE_POLICY  # the rule's words from before H x W existed
         h, w = self.height, self.width
         start = "EXIF orientation applied, transparency composited on white, then "
+        if self.policy == "crop" and pretrained:
+            return start + (
+                f"the shorter side scaled (antialiased {self.interpolation}) to "
+                f"floor({min(h, w)} / crop_pct {self.crop_pct:g}) and the centre "
+                f"{h} x {w} kept (timm's eval transform)"
+            )
         if self.policy == "crop":
             return start + (
                 f"scaled (antialiased bilinear) to cover {h} x {w} (H x W) and the centre "
@@ -218,6 +246,8 @@ class Resize:
         spec["resize"] = self.policy
         if self.policy == "pad":
             spec["pad_color"] = list(self.pad_color)
+        if self.crop_pct != 1.0 or self.interpolation != "bilinear":
+            spec["crop_pct"], spec["interpolation"] = self.crop_pct, self.interpolation
         return spec
 
 
@@ -246,7 +276,9 @@ def resize_from_spec(spec: dict, where: str) -> Resize:
             raise ValueError("pad_color must be 3 integers 0..255")
         if not all(0 <= int(v) <= 255 for v in color):
             raise ValueError("pad_color must be 3 integers 0..255")
-        return Resize(height, width, policy, tuple(int(v) for v in color))
+        crop_pct = float(spec.get("crop_pct", 1.0))
+        interpolation = str(spec.get("interpolation", "bilinear"))
+        return Resize(height, width, policy, tuple(int(v) for v in color), crop_pct, interpolation)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{where}: bad image size or resize fields ({exc})") from None
 
@@ -254,7 +286,9 @@ def resize_from_spec(spec: dict, where: str) -> Resize:
 def resize_of(data) -> Resize:
     """The Resize of a DataConfig (its image_size, resize and pad_color)."""
     height, width = data.input_hw
-    return Resize(height, width, data.resize, tuple(data.pad_color))
+    return Resize(
+        height, width, data.resize, tuple(data.pad_color), data.crop_pct, data.interpolation
+    )
 
 
 def _fill_value(color: tuple[int, int, int], mode: str) -> int | tuple[int, int, int]:
@@ -282,16 +316,20 @@ def decode_array(img: Image.Image, size: int | Resize, channels: int) -> np.ndar
             box_w, box_h = height * out_w / out_h, height
         else:
             box_w, box_h = width, width * out_h / out_w
+        if spec.crop_pct != 1.0:  # the part of the covering box that the crop keeps
+            side = min(out_h, out_w)
+            keep = side / math.floor(side / spec.crop_pct)
+            box_w, box_h = box_w * keep, box_h * keep
         left, top = (width - box_w) / 2, (height - box_h) / 2
         box = (left, top, left + box_w, top + box_h)
-        img = img.resize((out_w, out_h), Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
+        img = img.resize((out_w, out_h), spec.resampling, box=box, reducing_gap=3.0)
     elif spec.policy == "squish":
-        img = img.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        img = img.resize((out_w, out_h), spec.resampling, reducing_gap=3.0)
     else:  # pad: the whole image, scaled to fit, centred on a canvas of the pad colour
         scale = min(out_w / width, out_h / height)
         fit_w = min(out_w, max(1, round(width * scale)))
         fit_h = min(out_h, max(1, round(height * scale)))
-        fitted = img.resize((fit_w, fit_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        fitted = img.resize((fit_w, fit_h), spec.resampling, reducing_gap=3.0)
         img = Image.new(target, (out_w, out_h), _fill_value(spec.pad_color, target))
         img.paste(fitted, ((out_w - fit_w) // 2, (out_h - fit_h) // 2))
     array = np.asarray(img, dtype=np.uint8)
@@ -305,6 +343,6 @@ def decode_image(path: str | Path, size: int | Resize, channels: int) -> np.ndar
     """
     spec = as_resize(size)
     # Every policy keeps >= 2x the output on both sides when drafting by the longer side.
-    draft = max(spec.hw)
+    draft = math.ceil(max(spec.hw) / spec.crop_pct)
     img = open_image(path, draft_size=draft, draft_mode="L" if channels == 1 else "RGB")
     return decode_array(img, spec, channels)

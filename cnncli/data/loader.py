@@ -147,7 +147,7 @@ def epoch_batches(
 def gather(split: SplitArrays, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a (possibly memory-mapped) split, read in sorted order for locality."""
     order = np.argsort(idx, kind="stable")
-    images = np.empty((len(idx), *split.images.shape[1:]), np.uint8)
+    images = np.empty((len(idx), *split.images.shape[1:]), split.images.dtype)
     images[order] = split.images[idx[order]]
     labels = split.labels[idx]
     return images, labels if labels.ndim == 2 else labels.astype(np.int32)
