@@ -230,3 +230,27 @@ def test_crop_pct_keeps_the_centre_of_the_shorter_side(tmp_path):
     assert (decode_image(path, 8, 3, crop_pct=0.5, interpolation="bicubic") == 255).all()
     whole = decode_image(path, 8, 3)
     assert whole.min() < 200 and whole.max() == 255
+
+
+def test_summary_of_a_named_backbone_needs_no_download_and_no_jax(tmp_path):
+    code = (
+        "import sys, json\n"
+        "from typer.testing import CliRunner\n"
+        "from cnncli.cli import app\n"
+        "r = CliRunner().invoke(app, ['summary', '--init', 'resnet18', '--json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print(json.dumps({'jax': 'jax' in sys.modules, 'out': json.loads(r.stdout)}))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["jax"] is False
+    layers = {row["name"]: row for row in result["out"]["layers"]}
+    assert result["out"]["input"] == [160, 160, 3]
+    assert layers["conv1"]["formula"] == "(160 - 7 + 2*3) / 2 + 1 = 80"
+    assert layers["maxpool"]["formula"] == "(80 - 3 + 2*1) / 2 + 1 = 40"
+    assert layers["layer4.0.conv1"]["formula"] == "(10 - 3 + 2*1) / 2 + 1 = 5"
+    assert layers["logits"]["output"] == [10]

@@ -58,6 +58,34 @@ def _load_source(source: Path | None):
     )
 
 
+def _init_source(init: str):
+    """(RunConfig, class count or None, description) for --init: a run, a weights file or
+    folder (its header names the ResNet), or a backbone name. Nothing is downloaded."""
+    from cnncli.backbones.registry import lookup
+    from cnncli.backbones.resnet_spec import ARCHS
+    from cnncli.config import ConfigError, ModelConfig, RunConfig
+    from cnncli.warm_start import CPU_IMAGE_SIZE
+
+    path = Path(init).expanduser()
+    if path.is_dir() and any((p / "model.json").is_file() for p in (path, path / "model")):
+        return _load_source(path)
+    if path.exists():
+        from cnncli.warm_start import _from_file
+
+        arch, described = _from_file(init, path).arch, f"weights file {path}"
+    elif lookup(init) is not None:
+        spec = lookup(init)
+        arch, described = spec.arch, f"{spec.repo}; not downloaded, the table needs none"
+    elif init.strip().lower() in ARCHS:
+        arch, described = init.strip().lower(), "the architecture"
+    else:
+        raise ConfigError(f"--init {init}: no such file or folder, and not a backbone name")
+    cfg = RunConfig()
+    cfg.model = ModelConfig(backbone=arch, dense=[], global_pool=True, dropout=0.0)
+    cfg.data.image_size = CPU_IMAGE_SIZE
+    return cfg, None, f"{arch} ({described})"
+
+
 def summary(
     source: Annotated[
         Path | None,
@@ -111,6 +139,14 @@ def summary(
     json_out: Annotated[
         bool, Opt("--json", help="Print the layers as JSON on stdout instead of a table.")
     ] = False,
+    init: Annotated[
+        str | None,
+        Opt(
+            "--init",
+            help="A pretrained backbone (resnet18, resnet50, ...), a weights file or a run, "
+            "as `cnn train --init` takes it; nothing is downloaded (default size 160).",
+        ),
+    ] = None,
 ) -> None:
     """Show the network layer by layer, (W - F + 2P)/S + 1 worked out, params and MACs; no training."""
     with handled_errors():
@@ -123,7 +159,12 @@ def summary(
 
         if num_classes is not None and num_classes < 2:
             raise fail(f"--num-classes must be >= 2, got {num_classes}")
-        cfg, saved_classes, described = _load_source(source)
+        if init is not None and (source is not None or model is not None):
+            raise fail("--init names the network; drop CONFIG|RUN and --model")
+        if init is not None:
+            cfg, saved_classes, described = _init_source(init)
+        else:
+            cfg, saved_classes, described = _load_source(source)
         if model is not None:
             cfg.model = model_preset(model)
         overrides = {
