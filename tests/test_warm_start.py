@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.numpy import load_file, save_file
 
 from cnncli.cli import app
-from cnncli.data.decode import decode_image
+from cnncli.data.decode import Resize, decode_image
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree
 from tests.resnet_reference import timm_state
@@ -104,7 +104,7 @@ def test_init_file_fine_tunes_in_two_phases_and_predict_matches(
     assert result.exit_code == 0, result.output
     top = json.loads(result.stdout.strip().splitlines()[-1])["top_k"]
     probs = {row["label"]: row["p"] for row in top}
-    pixels = decode_image(image, 32, 3, crop_pct=0.9, interpolation="bicubic")
+    pixels = decode_image(image, Resize(32, 32, crop_pct=0.9, interpolation="bicubic"), 3)
     assert not np.array_equal(pixels, decode_image(image, 32, 3))  # the crop differs
     by_hand = _forward(meta, weights, pixels)
     got = np.array([probs[c] for c in meta["classes"]])
@@ -227,7 +227,7 @@ def test_crop_pct_keeps_the_centre_of_the_shorter_side(tmp_path):
     pixels[10:90, 60:140] = 255
     path = tmp_path / "centre.png"
     Image.fromarray(pixels).save(path)
-    assert (decode_image(path, 8, 3, crop_pct=0.5, interpolation="bicubic") == 255).all()
+    assert (decode_image(path, Resize(8, 8, crop_pct=0.5, interpolation="bicubic"), 3) == 255).all()
     whole = decode_image(path, 8, 3)
     assert whole.min() < 200 and whole.max() == 255
 
