@@ -28,15 +28,8 @@ def head_of(params: dict[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in HEAD}
 
 
-def embed_split(
-    params: dict[str, Any],
-    stats: dict[str, Any],
-    model_cfg,
-    split: SplitArrays,
-    batch_size: int,
-) -> SplitArrays:
-    """The split with each image replaced by the features that enter the logits layer
-    (network.embed in inference mode), float32 (n, features); labels and rows unchanged."""
+def embedder(model_cfg):
+    """A jitted (params, stats, uint8 images) -> pooled features (network.embed, inference)."""
     import jax
 
     from cnncli import network
@@ -45,6 +38,18 @@ def embed_split(
     def features(p, s, images_u8):
         return network.embed(p, s, model_cfg, network.normalize(images_u8, model_cfg))
 
+    return features
+
+
+def embed_split(
+    params: dict[str, Any],
+    stats: dict[str, Any],
+    features,
+    split: SplitArrays,
+    batch_size: int,
+) -> SplitArrays:
+    """The split with each image replaced by the features that enter the logits layer
+    (`features` from embedder), float32 (n, features); labels and rows unchanged."""
     out = []
     for idx, mask in padded_batches(np.arange(len(split)), batch_size):
         batch, _ = gather(split, idx)
@@ -80,6 +85,8 @@ def prepare(
     from cnncli.model import init_weights
     from cnncli.warm_start import load_into
 
+    if restored and not cfg.train.freeze:  # the checkpoint holds every weight already
+        return Start(state, train, val)
     fresh = init_weights(
         cfg.model,
         image_size=cfg.data.image_size,
@@ -88,23 +95,21 @@ def prepare(
         seed=cfg.train.seed,
     )
     params, stats = load_into(src, *fresh, classes, cfg.data.channels)
-    batch = max(cfg.train.batch_size, 32)
+    batch, features = max(cfg.train.batch_size, 32), embedder(cfg.model)
     if cfg.train.freeze:
         if not restored:
             state = {**state, "params": head_of(params)}
         return Start(
             state,
-            embed_split(params, stats, cfg.model, train, batch),
-            embed_split(params, stats, cfg.model, val, batch),
+            embed_split(params, stats, features, train, batch),
+            embed_split(params, stats, features, val, batch),
             (params, stats),
         )
-    if restored:
-        return Start(state, train, val)
     if cfg.train.head_epochs:
         head = fit_head(
             cfg,
-            embed_split(params, stats, cfg.model, train, batch),
-            embed_split(params, stats, cfg.model, val, batch),
+            embed_split(params, stats, features, train, batch),
+            embed_split(params, stats, features, val, batch),
             head_of(params),
             len(classes),
             callbacks,
