@@ -143,7 +143,7 @@ def grad_cams(
     size = tuple(images_u8.shape[1:3])
 
     def one(image, target):
-        x = normalize(image[None])
+        x = normalize(image[None], cfg)
         _, _, features = forward(params, stats, cfg, x, train=False, return_features=True)
         return upsample(grad_cam_traced(params, cfg, features[-1], target), size)
 

@@ -95,7 +95,8 @@ def plan_new_run(
             seed=cfg.train.seed,
             follow_symlinks=cfg.data.follow_symlinks,
         )
-    return plan_for_dataset(dataset, cfg, Path(out) if out else next_run_dir(name=name))
+    extra = {"init": init.as_dict()} if init is not None else None
+    return plan_for_dataset(dataset, cfg, Path(out) if out else next_run_dir(name=name), extra)
 
 
 def plan_for_dataset(
@@ -118,7 +119,6 @@ def plan_for_dataset(
         "argv": sys.argv,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        **({"init": init.as_dict()} if init is not None else {}),
     }
     atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2) + "\n")
     return RunPlan(run_dir, cfg, dataset, layers, info=info)
