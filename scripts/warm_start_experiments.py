@@ -68,10 +68,11 @@ def train(data: Path, out: Path, *flags: str) -> dict:
     if not (out / "summary.json").is_file():
         summary, seconds = cnn("train", str(data), "--out", str(out), *flags)
         summary["seconds"] = round(seconds, 1)
-        (out / "timing.json").write_text(json.dumps({"seconds": summary["seconds"]}))
+        (out / "experiment_seconds.json").write_text(json.dumps({"seconds": summary["seconds"]}))
     else:
         summary = json.loads((out / "summary.json").read_text())
-        summary["seconds"] = json.loads((out / "timing.json").read_text())["seconds"]
+        timing = out / "experiment_seconds.json"
+        summary["seconds"] = json.loads(timing.read_text())["seconds"] if timing.is_file() else None
     with (out / "metrics.csv").open() as fh:
         summary["val_acc_by_epoch"] = [float(r["val_acc"]) for r in csv.DictReader(fh)]
     return summary
@@ -134,8 +135,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--only", choices=("a", "b"), default=None)
     parser.add_argument("--epochs-a", type=int, default=15)
-    parser.add_argument("--per-class-b", type=int, default=500)
-    parser.add_argument("--epochs-b", type=int, default=8)
+    parser.add_argument("--per-class-b", type=int, default=200)
+    parser.add_argument("--epochs-b", type=int, default=6)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"

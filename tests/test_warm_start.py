@@ -140,6 +140,16 @@ def test_freeze_trains_only_the_head(runner, timm_folder, photos32, tmp_path):
     rows = (out / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 20  # the --freeze recipe: 20 epochs of the head
     assert meta["val_acc"] > 1 / 3  # colour classes separate on these random features too
+    # ONNX export holds the per-channel mean/std; export itself checks it against Flax
+    result = runner.invoke(app, ["export", str(out), "--format", "onnx", "--json"])
+    assert result.exit_code == 0, result.output
+    pre = json.loads((out / "export" / "preprocess.json").read_text())
+    assert pre["crop_pct"] == 0.9 and pre["interpolation"] == "bicubic"
+    assert "mean [0.5, 0.4, 0.3]" in pre["normalize"]
+    image = photos32 / "green" / "001.png"
+    result = runner.invoke(app, ["explain", str(out), str(image), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x" / "gradcam.png").is_file()
 
 
 def test_warm_start_keeps_matched_rows_adds_new_and_drops_gone(runner, tmp_path):
