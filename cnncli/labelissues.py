@@ -2,11 +2,15 @@
 
 Each class j gets a threshold t_j: the mean probability of class j over the images labelled
 j (the model's average self-confidence on that class). An image is confidently of class j
-when p_j >= t_j; its confident class is the likeliest of the classes it clears. An image
-whose confident class is not its given label is a suspect, ranked by how much more the
-model believes the suggested class than the given one. Out-of-fold probabilities (each
-image scored by a model that never trained on it) find far more than in-sample ones,
-which a network that memorised its training labels agrees with.
+when p_j >= t_j; its confident class is the likeliest of the classes it clears. The images
+whose confident class is not their given label (the off-diagonal of the "confident joint")
+estimate how many labels are wrong, n. The suspects are then the n images with the lowest
+self-confidence (the probability of their given label), as cleanlab's
+filter_by="low_self_confidence" does; the suggested label is the likeliest other class.
+(The off-diagonal images themselves, cleanlab's "confident_learning" filter, include many
+genuinely ambiguous images the model confuses; a wrong label gets a far lower probability.)
+Out-of-fold probabilities (each image scored by a model that never trained on it) find far
+more than in-sample ones, which a network that memorised its training labels agrees with.
 
 numpy only; nothing here moves, edits or copies a file.
 """
@@ -66,24 +70,27 @@ def confident_labels(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 def find_label_issues(
     probs: np.ndarray, labels: np.ndarray, classes: list[str], paths: list[str], root: Path
 ) -> tuple[list[LabelIssue], np.ndarray]:
-    """Suspects, most likely mislabeled first, and the per-class thresholds."""
+    """Suspects, most likely mislabeled (lowest self-confidence) first, and the thresholds."""
     probs = np.asarray(probs, np.float64)
     labels = np.asarray(labels, np.int64)
     thresholds = class_thresholds(probs, labels)
     confident = confident_labels(probs, thresholds)
-    flagged = np.flatnonzero((confident >= 0) & (confident != labels))
+    count = int(((confident >= 0) & (confident != labels)).sum())
     rows = np.arange(len(labels))
-    margin = probs[rows, np.maximum(confident, 0)] - probs[rows, labels]
-    order = flagged[np.argsort(-margin[flagged], kind="stable")]
+    self_confidence = probs[rows, labels]
+    others = probs.copy()
+    others[rows, labels] = -np.inf
+    suggested = others.argmax(axis=1)
+    order = np.argsort(self_confidence, kind="stable")[:count]
     issues = [
         LabelIssue(
             rank=n + 1,
             path=paths[i],
             given=classes[labels[i]],
-            suggested=classes[confident[i]],
-            p_given=float(probs[i, labels[i]]),
-            p_suggested=float(probs[i, confident[i]]),
-            margin=float(margin[i]),
+            suggested=classes[suggested[i]],
+            p_given=float(self_confidence[i]),
+            p_suggested=float(probs[i, suggested[i]]),
+            margin=float(probs[i, suggested[i]] - self_confidence[i]),
             file=str(Path(root) / paths[i]),
         )
         for n, i in enumerate(order)
