@@ -125,7 +125,7 @@ def read_run(run: Path) -> RunInfo:
     best = max(accs) if accs else summary.get("best_val_acc")
     walls = [s.get("wall_s") for s in timing.get("sessions", []) if s.get("wall_s") is not None]
     made = run / "run.json" if (run / "run.json").exists() else run
-    return RunInfo(
+    row = RunInfo(
         name=run.name,
         path=str(run),
         date=dt.datetime.fromtimestamp(made.stat().st_mtime).isoformat(timespec="seconds"),
@@ -141,6 +141,31 @@ def read_run(run: Path) -> RunInfo:
         status=run_status(summary, timing),
         notes=notes,
     )
+    if (run / "fold1").is_dir():
+        return _cross_validation(run, row)
+    return row
+
+
+def _cross_validation(run: Path, row: RunInfo) -> RunInfo:
+    """A `cnn train --folds K` folder: its folds' epochs, wall time and status, the mean
+    val accuracy over the folds (cv.json, written when every fold is done)."""
+    folds = sorted(p for p in run.iterdir() if p.is_dir() and p.name.startswith("fold"))
+    infos = [read_run(f) for f in folds]
+    cv = _json(run / "cv.json", row.notes)
+    row.model = f"{row.model}, {cv.get('k', len(folds))} folds"
+    row.epochs_done = sum(i.epochs_done for i in infos)
+    row.epochs = sum(i.epochs or 0 for i in infos) or row.epochs
+    walls = [i.wall_s for i in infos if i.wall_s is not None]
+    row.wall_s = round(sum(walls), 1) if walls else None
+    if cv:
+        row.status = "finished"
+        row.best_val_acc = cv.get("val_acc", {}).get("mean")
+        row.notes.append("val acc: mean over the folds")
+    elif any(i.status == "running" for i in infos):
+        row.status = "running"
+    else:
+        row.status = "interrupted"
+    return row
 
 
 def _check_metrics(run: Path, history: list[dict], notes: list[str]) -> None:

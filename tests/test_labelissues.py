@@ -155,3 +155,10 @@ def test_doctor_folds_finds_flipped_fashion_mnist_labels(runner, tmp_path, monke
     sheet = page[page.index('<section id="label-issues">') :]
     sheet = sheet[: sheet.index("</section>")]
     assert sheet.count("<img ") == min(len(suspects), 24) and "given <b>" in sheet
+
+    # `cnn runs` lists the cross-validation folder as one finished run
+    result = runner.invoke(app, ["runs", str(tmp_path / "runs"), "--json"])
+    (row,) = json.loads(result.stdout)
+    cv = json.loads((folds / "cv.json").read_text())
+    assert (row["name"], row["status"]) == ("doctor_folds", "finished")
+    assert row["model"].endswith(", 2 folds") and row["best_val_acc"] == cv["val_acc"]["mean"]
