@@ -128,7 +128,17 @@ def _forward(meta, weights, pixels):
 def test_freeze_trains_only_the_head(runner, timm_folder, photos32, tmp_path):
     out = tmp_path / "frozen"
     result = _train(
-        runner, photos32, "--init", timm_folder, "--image-size", "32", "--freeze", "--out", out
+        runner,
+        photos32,
+        "--init",
+        timm_folder,
+        "--image-size",
+        "32",
+        "--freeze",
+        "--epochs",
+        "20",
+        "--out",
+        out,
     )
     assert result.exit_code == 0, result.output
     assert "--freeze: backbone frozen" in " ".join(result.output.split())
@@ -138,7 +148,7 @@ def test_freeze_trains_only_the_head(runner, timm_folder, photos32, tmp_path):
     assert np.array_equal(weights["conv1/kernel"], source["conv1.weight"].transpose(2, 3, 1, 0))
     assert np.array_equal(weights["layer4/1/bn2/var"], source["layer4.1.bn2.running_var"])
     rows = (out / "metrics.csv").read_text().strip().splitlines()
-    assert len(rows) == 1 + 20  # the --freeze recipe: 20 epochs of the head
+    assert len(rows) == 1 + 20
     assert meta["val_acc"] > 1 / 3  # colour classes separate on these random features too
     # ONNX export holds the per-channel mean/std; export itself checks it against Flax
     result = runner.invoke(app, ["export", str(out), "--format", "onnx", "--json"])
@@ -264,3 +274,26 @@ def test_summary_of_a_named_backbone_needs_no_download_and_no_jax(tmp_path):
     assert layers["maxpool"]["formula"] == "(80 - 3 + 2*1) / 2 + 1 = 40"
     assert layers["layer4.0.conv1"]["formula"] == "(10 - 3 + 2*1) / 2 + 1 = 5"
     assert layers["logits"]["output"] == [10]
+
+
+def test_recipe_gives_a_fresh_head_enough_steps():
+    """Head-only epochs scale with the steps an epoch makes (few images: more epochs), a run
+    source fine-tunes its backbone at the full lr, a pretrained one at lr / 10."""
+    from cnncli.config import RunConfig
+    from cnncli.warm_start import InitSource, configure
+
+    pretrained = InitSource(
+        "x", "file", "x", "resnet18", pretrained_cfg=NC_CONFIG["pretrained_cfg"]
+    )
+    cfg = configure(RunConfig(), pretrained, set(), train_images=80)  # batch 32: 3 steps
+    assert (cfg.train.head_epochs, cfg.train.epochs, cfg.train.backbone_lr) == (34, 5, 1e-4)
+    cfg = configure(RunConfig(), pretrained, set(), train_images=10_000)
+    assert cfg.train.head_epochs == 5 and cfg.model.mean == [0.5, 0.4, 0.3]
+
+    def frozen():
+        cfg = RunConfig()
+        cfg.train.init, cfg.train.freeze = "x", True
+        return cfg
+
+    assert configure(frozen(), pretrained, set(), train_images=80).train.epochs == 134
+    assert configure(frozen(), pretrained, {"train.epochs"}, train_images=80).train.epochs == 15

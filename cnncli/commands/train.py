@@ -563,17 +563,28 @@ def _new_config(given: _Given, recipe=None):
     return cfg
 
 
-def _with_init(cfg, given: _Given):
-    """(cfg shaped for --init SOURCE and its fine-tuning recipe, the resolved source).
+def _with_init(data_dir, given: _Given, labels):
+    """(cfg shaped for --init SOURCE and its fine-tuning recipe, the scanned dataset, the
+    resolved source).
 
     A start from weights brings its own network, preprocessing and recipe
-    (warm_start.configure), so the recipe chosen from the data does not apply; keys the
-    user set (flags, --config) still win.
+    (warm_start.configure, which sizes the head-only phase by the training images), so the
+    recipe chosen from the data does not apply; keys the user set (flags, --config) win.
     """
     from cnncli import warm_start
+    from cnncli.data.labels import load_dataset
 
+    cfg = _new_config(given)
     src = warm_start.resolve(cfg.train.init)
-    return warm_start.configure(cfg, src, given.explicit()), src
+    dataset = load_dataset(
+        data_dir,
+        labels,
+        val_fraction=cfg.data.val_fraction,
+        seed=cfg.train.seed,
+        follow_symlinks=cfg.data.follow_symlinks,
+    )
+    images = len(dataset.splits.get("train", []))
+    return warm_start.configure(cfg, src, given.explicit(), images), dataset, src
 
 
 def _plan(data_dir, given: _Given, out, resume, labels):
@@ -587,8 +598,8 @@ def _plan(data_dir, given: _Given, out, resume, labels):
             raise fail(tensorboard_missing())
         return plan
     if (given.overrides or {}).get("train.init"):
-        cfg, src = _with_init(_new_config(given), given)
-        return plan_new_run(data_dir, cfg, out, labels=labels, init=src)
+        cfg, dataset, src = _with_init(data_dir, given, labels)
+        return plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset, init=src)
     cfg, dataset, recipe = _configure(data_dir, given, labels)
     if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
         raise fail(tensorboard_missing())
