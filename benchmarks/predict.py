@@ -65,8 +65,8 @@ def torch_forward(bundle):
         layers += [nn.Conv2d(cin, block.filters, block.kernel, padding="same"), nn.ReLU()]
         layers.append(nn.MaxPool2d(block.pool))
         cin = block.filters
-    side = bundle.image_size // 2 ** len(bundle.model.conv)
-    units = cin * side * side
+    height, width = (side // 2 ** len(bundle.model.conv) for side in bundle.image_hw)
+    units = cin * height * width
     layers.append(nn.Flatten())
     for width in bundle.model.dense:
         layers += [nn.Linear(units, width), nn.ReLU()]
@@ -112,7 +112,7 @@ def main() -> None:
     bundle = load_bundle(write_bundle(work / "model", args.image_size))
     paths, _ = collect_inputs([str(args.images)])
     n, bs = len(paths), args.batch_size
-    decoded = np.stack([decode_image(p, bundle.image_size, bundle.channels) for p in paths])
+    decoded = np.stack([decode_image(p, bundle.resize, bundle.channels) for p in paths])
     # The forward parts run full batches only: classify pads a short batch to the compiled
     # size, torch would not, and that would not compare like with like.
     batches = [decoded[i : i + bs] for i in range(0, n - bs + 1, bs)]
@@ -126,7 +126,7 @@ def main() -> None:
     parts = {
         "cli": run_cli,
         "library": lambda: predict_paths(bundle, paths, batch_size=bs),
-        "decode": lambda: [decode_image(p, bundle.image_size, bundle.channels) for p in paths],
+        "decode": lambda: [decode_image(p, bundle.resize, bundle.channels) for p in paths],
         "forward": lambda: [classify(b) for b in batches],
     }
     if torch_run is not None:
