@@ -310,8 +310,12 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
 
     ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
     augment_fn = make_augment(ops) if ops else None
+    samples = None
     if latest is None and rank == 0:
-        write_samples(run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed)
+        # Drawn while the train step compiles and runs (matplotlib takes a second or more).
+        samples = _Background(
+            write_samples, run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed
+        )
     backbone = None
     if init is not None:
         from cnncli.finetune import prepare
@@ -337,7 +341,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         save_bundle(run_dir / "model", cfg, classes, params, stats, extra)
 
     recorder = (
-        _MetricsRecorder(run_dir, callbacks or Callbacks(), history, timer)
+        _MetricsRecorder(run_dir, callbacks or Callbacks(), history, timer, samples)
         if rank == 0
         else callbacks or Callbacks()
     )
@@ -370,6 +374,8 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             timer.finish()
         if tensorboard is not None:  # the confusion matrix only after a finished fit
             tensorboard.close(plan.dataset if result else None, result.best_epoch if result else 0)
+    if samples is not None:
+        samples.join()  # raises what went wrong drawing samples.png, if anything did
     outcome = RunOutcome(
         False,
         [r.as_dict() for r in result.history],
@@ -409,6 +415,8 @@ def write_samples(
 
 
 def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict[str, Any]:
+    import jax
+
     from cnncli.model import init_weights
     from cnncli.train import make_optimizer
 
@@ -421,15 +429,41 @@ def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict
     )
     if cfg.train.freeze:  # only the head trains (finetune.py); the backbone is not state
         params, stats = {k: params[k] for k in ("logits/kernel", "logits/bias")}, {}
-    opt = make_optimizer(cfg.train, steps_per_epoch).init(params)
+    # One compiled call: eager zeros_like would compile a program per parameter.
+    opt = jax.jit(make_optimizer(cfg.train, steps_per_epoch).init)(params)
     return {"params": params, "stats": stats, "opt": opt}
+
+
+class _Background:
+    """fn(*args) in a thread; join() waits for it and raises the exception it raised."""
+
+    def __init__(self, fn, *args):
+        import threading
+
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # handed to join()
+            self.error = exc
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 class _MetricsRecorder:
     """Writes metrics.csv after every epoch, then forwards to the caller's callbacks."""
 
-    def __init__(self, run_dir: Path, inner, history, timer: RunTimer):
+    def __init__(
+        self, run_dir: Path, inner, history, timer: RunTimer, samples: _Background | None = None
+    ):
         self.run_dir, self.inner, self.timer = run_dir, inner, timer
+        self.samples = samples  # matplotlib draws one figure at a time: wait for samples.png
         self.rows = [r.as_dict() for r in history]
         self._plotted = time.monotonic()
 
@@ -457,6 +491,8 @@ class _MetricsRecorder:
         """Write curves.png from the epochs so far."""
         from cnncli.plots import plot_curves
 
+        if self.samples is not None:
+            self.samples.thread.join()
         if self.rows:
             plot_curves(self.rows, self.run_dir / "curves.png")
         self._plotted = time.monotonic()

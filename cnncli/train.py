@@ -297,13 +297,16 @@ def step_functions(
 def make_fed_step(train_step: Callable) -> Callable:
     """One compiled call of `count` train steps that gather their batches on the device.
 
-    fed(state, images, labels, rows, mask, first, step, epoch_key, count=K) runs steps
-    first..first+K-1 of the (steps, batch) tables rows/mask, step i gathering images[rows[i]]
-    with key fold_in(epoch_key, step + i - first), the host loop's key. K > 1 is a lax.scan
-    (many steps per dispatch); returns (state, (K, 3) loss sum / correct / count per step).
+    fed(state, images, labels, rows, mask, first, step, base_key, epoch, count=K) runs
+    steps first..first+K-1 of the (steps, batch) tables rows/mask, step i gathering
+    images[rows[i]] with key fold_in(fold_in(base_key, epoch), step + i - first), the host
+    loop's key. K > 1 is a lax.scan (many steps per dispatch); returns (state, (K, 3) loss
+    sum / correct / count per step).
     """
 
-    def fed(state, images, labels, rows, mask, first, step, epoch_key, count):
+    def fed(state, images, labels, rows, mask, first, step, base_key, epoch, count):
+        epoch_key = jax.random.fold_in(base_key, epoch)
+
         def one(state, i):
             r = jax.lax.dynamic_index_in_dim(rows, first + i, keepdims=False)
             m = jax.lax.dynamic_index_in_dim(mask, first + i, keepdims=False)
@@ -351,7 +354,7 @@ def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Pl
     sums = np.zeros(3)
     if len(val):
         logits = predict_logits(eval_step, state, val.images, batch_size, placement)
-        log_probs = np.asarray(logits - jax.scipy.special.logsumexp(logits, -1, keepdims=True))
+        log_probs = _log_softmax(logits)
         labels = val.labels.astype(np.int64)
         sums[:] = (
             -log_probs[np.arange(len(labels)), labels].astype(np.float64).sum(),
@@ -362,6 +365,13 @@ def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Pl
     if count == 0:
         return float("nan"), float("nan")
     return float(loss_sum / count), float(correct / count)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax in float64 numpy: jnp's would compile a dozen one-op programs at start."""
+    x = np.asarray(logits, np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def _validate_multilabel(eval_step, state, val: SplitArrays, batch_size: int, placement):
@@ -463,22 +473,26 @@ def fit(
         if row.score > best_score or result.best_epoch == 0:
             result.best_epoch, result.best_val_acc, best_score = row.epoch, row.val_acc, row.score
     base_key = jax.random.key(t.seed)
+    # The lr at each epoch's end, for metrics.csv, in one compiled call (not an eager jnp
+    # program per operation of the schedule).
+    epoch_ends = np.arange(1, t.epochs + 1, dtype=np.int32) * steps - 1
+    epoch_lrs = np.asarray(jax.jit(jax.vmap(schedule))(epoch_ends), np.float64)
     session_start = time.perf_counter()
     for epoch in range(start_epoch + 1, t.epochs + 1):
         cb.on_epoch_start(epoch, t.epochs, steps)
         started = time.perf_counter()
         batches = epoch_batches(train, t.seed, epoch, t.batch_size, shards, t.sampler == "balanced")
-        epoch_key = jax.random.fold_in(base_key, epoch)
         if feed is None:
+            epoch_key = jax.random.fold_in(base_key, epoch)
             state, (loss_sum, correct, count) = _train_epoch(
                 train_step, state, train, batches, steps, epoch_key, epoch, cb, placement
             )
         else:
             state, (loss_sum, correct, count) = _train_fed_epoch(
-                train_step, state, feed, batches, steps, per_call, epoch_key, epoch, cb
+                train_step, state, feed, batches, steps, per_call, base_key, epoch, cb
             )
         train_loss, train_acc = loss_sum / max(count, 1.0), correct / max(count, 1.0)
-        lr = float(schedule(epoch * steps - 1))
+        lr = float(epoch_lrs[epoch - 1])
         thresholds = None
         if multi_label:
             val_loss, val_acc, val_map, val_probs = _validate_multilabel(
@@ -581,14 +595,23 @@ def _train_epoch(
     return state, totals
 
 
-def _train_fed_epoch(fed, state, feed, batches, steps, per_call, epoch_key, epoch, cb):
+def _train_fed_epoch(fed, state, feed, batches, steps, per_call, base_key, epoch, cb):
     """One epoch of calls that gather on the device (feed: DeviceFeed); as _train_epoch."""
     totals = (0.0, 0.0, 0.0)
     started = time.perf_counter()
     pending = None
     for d in feed.epoch(batches, per_call):
         state, metrics = fed(
-            state, d.images, d.labels, d.rows, d.mask, d.first, d.step, epoch_key, count=d.count
+            state,
+            d.images,
+            d.labels,
+            d.rows,
+            d.mask,
+            d.first,
+            d.step,
+            base_key,
+            epoch,
+            count=d.count,
         )
         # One read per call, of the previous call's (count, 3) sums, while this one runs.
         if pending is not None:

@@ -187,10 +187,9 @@ class Placement:
     def state(self, tree: Any) -> Any:
         """The training state, replicated on every device of the mesh."""
         import jax
-        import jax.numpy as jnp
 
         if self._replicated is None:
-            return jax.tree_util.tree_map(jnp.asarray, tree)
+            return jax.device_put(tree)  # jnp.asarray would compile a program per dtype
         return jax.device_put(tree, self._replicated)
 
     def batch(self, *arrays: np.ndarray) -> list[Any]:
@@ -199,10 +198,9 @@ class Placement:
         With several processes, `arrays` are this process's rows of the global batch.
         """
         import jax
-        import jax.numpy as jnp
 
         if self._batch is None:
-            return [jnp.asarray(a) for a in arrays]
+            return [jax.device_put(a) for a in arrays]
         if self.processes > 1:
             return [jax.make_array_from_process_local_data(self._batch, a) for a in arrays]
         return [jax.device_put(a, self._batch) for a in arrays]
