@@ -79,13 +79,22 @@ def test_doctor_oof_writes_label_issues_and_touches_no_image(runner, tmp_path):
             if path == "red/002.jpg":  # the model is sure this "red" image is green
                 p = 0.95
             w.writerow([path, path.split("/")[0], n % 2 + 1, p, 1 - p])
-    result = runner.invoke(app, ["doctor", str(data), "--oof", str(oof), "--json"])
+    review = tmp_path / "review"
+    args = ["doctor", str(data), "--oof", str(oof), "--json", "--copy-suspects", str(review)]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    # the suspect is copied for review under its suggested label, byte for byte
+    assert [str(p.relative_to(review)) for p in review.rglob("*.*")] == ["green/002.jpg"]
+    assert (review / "green" / "002.jpg").read_bytes() == (data / "red" / "002.jpg").read_bytes()
     (issue,) = json.loads(result.stdout)["label_issues"]
     assert (issue["path"], issue["given"], issue["suggested"]) == ("red/002.jpg", "red", "green")
     rows = list(csv.DictReader((tmp_path / "cv" / "label_issues.csv").open()))
     assert [(r["rank"], r["path"], r["suggested"]) for r in rows] == [("1", "red/002.jpg", "green")]
     assert _digest(data) == before  # nothing moved, edited or added
+    inside = ["--oof", str(oof), "--copy-suspects", str(data / "review")]
+    result = runner.invoke(app, ["doctor", str(data), *inside])
+    assert result.exit_code == 2 and "must not be inside the data folder" in result.output
+    assert _digest(data) == before
     result = runner.invoke(app, ["doctor", str(data), "--oof", str(data / "red" / "000.png")])
     assert result.exit_code == 2 and "000.png: cannot read out-of-fold predictions" in result.output
     (tmp_path / "bad.csv").write_text("file,class\nred/000.png,red\n")

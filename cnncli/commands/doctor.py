@@ -84,6 +84,14 @@ def doctor(
             "config, else the automatic recipe).",
         ),
     ] = None,
+    copy_suspects: Annotated[
+        Path | None,
+        Opt(
+            "--copy-suspects",
+            help="Copy each likely-mislabeled image into DIR/<suggested label>/ for review "
+            "(copies only, never overwrites; not inside the data folder).",
+        ),
+    ] = None,
     issues_out: Annotated[
         Path | None,
         Opt(
@@ -134,7 +142,9 @@ def doctor(
         if model is not None or oof is not None or folds is not None:
             from cnncli.commands.label_check import label_check
 
-            issues = label_check(dataset, model, oof, folds, issues_out, console, folds_config)
+            issues = label_check(
+                dataset, model, oof, folds, issues_out, console, folds_config, copy_suspects
+            )
         if json_out:
             result = report.to_dict()
             if dataset.label_source is not None:

@@ -81,7 +81,7 @@ def _train_folds(dataset, k: int, run: Path | None, config: Path | None, console
 
 
 def label_check(
-    dataset, model, oof, folds, issues_out, console, config=None
+    dataset, model, oof, folds, issues_out, console, config=None, copy_to=None
 ) -> list[dict[str, Any]]:
     """Suspects as dicts (also written to label_issues.csv); refreshes the run's report."""
     from dataclasses import asdict
@@ -94,6 +94,9 @@ def label_check(
         raise fail("pass one of --oof FILE and --folds K")
     if config is not None and folds is None:
         raise fail("--config is for the --folds K training")
+    root = Path(dataset.root).resolve()
+    if copy_to is not None and (copy_to.resolve() == root or root in copy_to.resolve().parents):
+        raise fail(f"--copy-suspects {copy_to}: must not be inside the data folder {root}")
     if folds is not None:
         oof = _train_folds(dataset, folds, model, config, console)
     if oof is not None:
@@ -109,6 +112,13 @@ def label_check(
     console.print(
         f"{len(issues)} likely-mislabeled image(s) of {len(paths)} by {source}; wrote {target}"
     )
+    if copy_to is not None:
+        from cnncli.predict import Prediction, sort_into
+
+        copies = sort_into(
+            [Prediction(i.file) for i in issues], [i.suggested for i in issues], copy_to
+        )
+        console.print(f"copied {len(copies)} suspect(s) into {copy_to}/<suggested label>/")
     if model is not None and (where / "run.json").is_file() and target == where / ISSUES_FILE:
         from cnncli.commands.common import write_run_report
 
