@@ -43,9 +43,6 @@ class TensorBoardCallbacks:
         self.schedule = None
         self.steps = 1
         self.epoch = 1
-        if (self.run_dir / "samples.png").is_file():
-            image = _png_array(self.run_dir / "samples.png")
-            self.writer.add_image("samples", image, 0, dataformats="HWC")
 
     def on_epoch_start(self, epoch, epochs, steps):
         from cnncli.train import make_schedule
@@ -81,8 +78,12 @@ class TensorBoardCallbacks:
         return getattr(self.inner, name)
 
     def close(self, dataset=None, best_epoch: int = 0) -> None:
-        """Add the best model's confusion matrix (val split) and close the files."""
+        """Add the sample grid (drawn in the background while training started) and the
+        best model's confusion matrix (val split), and close the files."""
         try:
+            if (self.run_dir / "samples.png").is_file():
+                image = _png_array(self.run_dir / "samples.png")
+                self.writer.add_image("samples", image, 0, dataformats="HWC")
             if dataset is not None and (self.run_dir / "model" / "model.json").is_file():
                 self._confusion(dataset, best_epoch)
         finally:
