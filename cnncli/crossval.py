@@ -102,9 +102,11 @@ def plan_cross_validation(
     k: int,
     labels: LabelOptions | None = None,
     dataset: Dataset | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> CrossValidation:
     """Scan (or take the `dataset` already scanned), assign folds, check the network's
-    shapes, then create RUN and RUN/fold1..k."""
+    shapes, then create RUN and RUN/fold1..k; `extra` goes into every run.json (e.g. the
+    resolved --init source, which each fold starts from)."""
     if dataset is None:
         dataset = load_dataset(
             data_dir,
@@ -121,7 +123,7 @@ def plan_cross_validation(
         raise DatasetError(f"{run_dir}: output folder exists and is not empty (use another --out)")
     check_writable(run_dir)
     save_toml(cfg, run_dir / CONFIG_FILE)
-    info = {"data_dir": str(dataset.root), "folds": k, "argv": sys.argv}
+    info = {"data_dir": str(dataset.root), "folds": k, **(extra or {}), "argv": sys.argv}
     atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2) + "\n")
     cv = CrossValidation(run_dir, cfg, dataset, items, folds)
     for fold in range(k):
@@ -129,8 +131,8 @@ def plan_cross_validation(
         train = [item for item, f in zip(items, folds, strict=True) if f != fold]
         splits = {"train": train, "val": val}
         fold_data = dataclasses.replace(dataset, splits=splits)
-        extra = {"fold": fold + 1, "folds": k}
-        cv.plans.append(plan_for_dataset(fold_data, cfg, run_dir / f"fold{fold + 1}", extra))
+        info = {"fold": fold + 1, "folds": k, **(extra or {})}
+        cv.plans.append(plan_for_dataset(fold_data, cfg, run_dir / f"fold{fold + 1}", info))
     return cv
 
 

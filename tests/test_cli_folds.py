@@ -84,6 +84,16 @@ def test_folds_train_k_models_and_write_each_image_once_to_oof(runner, tmp_path,
     assert sorted(r["path"] for r in again) == expected
     assert (out / "fold3" / "model" / "model.json").is_file()
 
+    # --init: every fold starts from the given run's weights (recorded in its run.json).
+    warm = tmp_path / "warm"
+    args = ["train", str(data), "--folds", "2", "--init", str(out / "fold1"), "--out", str(warm)]
+    result = runner.invoke(app, [*args, "--epochs", "1", "--batch-size", "8"])
+    assert result.exit_code == 0, result.output
+    for fold in (1, 2):
+        info = json.loads((warm / f"fold{fold}" / "run.json").read_text())
+        assert info["init"]["kind"] == "run" and info["init"]["given"] == str(out / "fold1")
+    assert len(list(csv.DictReader((warm / "oof.csv").open()))) == 17
+
 
 def test_folds_refuse_resume_and_too_few_images(runner, tree3, tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(tmp_path), "--folds", "3"])

@@ -21,7 +21,13 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
     from rich.progress import Progress
 
     # The per-run pieces of `cnn train`: Ctrl-C handling and the dataset's title.
-    from cnncli.commands.train import _configure, _data_title, _input_text, _StopOnCtrlC
+    from cnncli.commands.train import (
+        _configure,
+        _data_title,
+        _input_text,
+        _StopOnCtrlC,
+        _with_init,
+    )
     from cnncli.crossval import (
         decode_all,
         fold_probabilities,
@@ -39,8 +45,13 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
         cv, recipe = resume_cross_validation(resume), None
         k, cfg = cv.k, cv.cfg
     else:
-        cfg, dataset, recipe = _configure(data_dir, given, labels)
-        cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset)
+        extra = None
+        if (given.overrides or {}).get("train.init"):  # --init brings its own recipe
+            cfg, dataset, src = _with_init(data_dir, given, labels)
+            recipe, extra = None, {"init": src.as_dict()}
+        else:
+            cfg, dataset, recipe = _configure(data_dir, given, labels)
+        cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset, extra=extra)
         if recipe is not None:
             write_recipe(cv.run_dir, recipe)
     sizes = sorted(len(p.dataset.splits["val"]) for p in cv.plans)
