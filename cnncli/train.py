@@ -454,7 +454,7 @@ def fit(
         raise ValueError(
             f"--batch-size {t.batch_size} must be a multiple of the {placement.count} devices"
         )
-    where = choose_placement(t, train, placement.count, placement.processes, cfg.data.cache_memory)
+    where = choose_placement(t, train, placement.count, placement.processes)
     device = jax.local_devices()[0]
     feed = per_call = None
     if where == "host":
