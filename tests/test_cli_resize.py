@@ -113,6 +113,7 @@ def test_non_square_export_matches_flax(runner, wide_run, tmp_path):
         (["--image-size", "3,x"], "--image-size takes N or H,W"),
         (["--resize", "fit"], "data.resize must be one of"),
         (["--pad-color", "300"], "--pad-color takes"),
+        (["--folds", "1"], "--folds must be at least 2"),
     ],
 )
 def test_bad_resize_flags_are_one_line_errors(runner, tree3, args, message):

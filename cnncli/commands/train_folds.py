@@ -39,6 +39,7 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
     )
     from cnncli.report import TrainingDisplay, folds_table, layers_table
     from cnncli.run import execute_run, write_recipe
+    from cnncli.tblog import tensorboard_missing
     from cnncli.train import TrainingDiverged
 
     if resume is not None:
@@ -51,6 +52,8 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
             recipe, extra = None, {"init": src.as_dict()}
         else:
             cfg, dataset, recipe = _configure(data_dir, given, labels)
+        if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
+            raise fail(tensorboard_missing())
         cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset, extra=extra)
         if recipe is not None:
             write_recipe(cv.run_dir, recipe)
