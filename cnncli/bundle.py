@@ -100,6 +100,10 @@ def resolve_bundle_dir(path: str | Path) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / META_FILE).is_file():
             return candidate
+    if (path / "fold1" / "model" / META_FILE).is_file():  # a `cnn train --folds K` folder
+        raise BundleError(
+            f"{path}: a K-fold run holds one model per fold; pass one of them, e.g. {path / 'fold1'}"
+        )
     raise BundleError(
         f"{path}: not a model bundle (no {META_FILE}; pass a run folder or its model/)"
     )

@@ -69,6 +69,12 @@ def test_folds_train_k_models_and_write_each_image_once_to_oof(runner, tmp_path,
     pooled = sum(a * int(f["val_images"]) for a, f in zip(accs, folds, strict=True)) / 17
     assert abs(cv["oof_accuracy"] - pooled) < 1e-9
 
+    # The K-fold folder is not one model: predict names a fold to use instead.
+    image = str(written["red"][0])
+    result = runner.invoke(app, ["predict", image, "--model", str(out)])
+    assert result.exit_code == 2 and "pass one of them, e.g." in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
     # Interrupted before fold 3 trained: --resume RUN trains it and rewrites the results.
     for name in ("checkpoints", "model"):
         shutil.rmtree(out / "fold3" / name)
