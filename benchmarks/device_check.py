@@ -45,7 +45,7 @@ RECIPE = [
     "--image-size", "28", "--channels", "1", "--filters", "32,64", "--batch-norm",
     "--dense", "256", "--dropout", "0.3", "--augment", "flip", "--optimizer", "adamw",
     "--lr", "0.002", "--weight-decay", "0.05", "--label-smoothing", "0.1",
-    "--val-fraction", "0.02", "--batch-size", "64",
+    "--val-fraction", "0.02", "--batch-size", "64", "--recipe", "fixed",
 ]  # fmt: skip
 
 
