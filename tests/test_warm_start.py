@@ -76,12 +76,16 @@ def test_init_file_fine_tunes_in_two_phases_and_predict_matches(
         "2",
         "--batch-size",
         "8",
+        "--freeze-bn",
+        "--augment",
+        "flip",
         "--out",
         out,
     )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "the file's 1000-class head replaced by a new 3-class one" in text
+    assert "batch norm frozen" in text
     assert "licence: cc-by-nc-4.0" in text
     assert "warning: cc-by-nc-4.0 does not allow commercial use" in text
     assert "2 epoch(s) of the head alone" in text and "backbone lr 0.0001" in text
@@ -96,6 +100,10 @@ def test_init_file_fine_tunes_in_two_phases_and_predict_matches(
     source = timm_state("resnet18", num_classes=1000)["layer1.0.conv1.weight"]
     moved = np.abs(weights["layer1/0/conv1/kernel"] - source.transpose(2, 3, 1, 0)).max()
     assert 0 < moved < 0.05
+    # --freeze-bn: batch norm kept the file's running statistics through the fine-tune
+    state = timm_state("resnet18", num_classes=1000)
+    assert np.array_equal(weights["layer2/0/bn1/var"], state["layer2.0.bn1.running_var"])
+    assert np.array_equal(weights["bn1/mean"], state["bn1.running_mean"])
     # predict decodes with the stored crop_pct/interpolation and normalises with mean/std:
     # its probabilities equal the forward pass on the same pipeline done by hand.
     image = photos32 / "red" / "000.png"
