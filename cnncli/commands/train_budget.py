@@ -37,7 +37,11 @@ def race_recipes(plan, given, minutes: float, console):
         console.print(candidates_table([e.row() for e in entries]))
         console.print(
             f"winner: [bold]{winner.name}[/bold] ({winner.note}); "
-            f"{max(left, 0) / 60:.1f} min left to finish it"
+            + (
+                f"it finished its {len(winner.history)} epochs in the race"
+                if winner.done
+                else f"{max(left, 0) / 60:.1f} min left to finish it"
+            )
         )
     info = dict(plan.recipe or {})
     info["race"] = {"winner": winner.name, "candidates": [e.row() for e in entries]}
