@@ -161,3 +161,34 @@ def test_bf16_trains_end_to_end_within_tolerance_of_fp32(runs):
     assert b[-1] < b[0]
     assert all(v.dtype == np.float32 for v in bf16.params.values())
     assert all(v.dtype == np.float32 for v in bf16.stats.values())
+
+
+def test_large_batch_preset_scales_the_recipe():
+    from cnncli.config import TrainConfig, large_batch
+
+    adam = large_batch(TrainConfig(batch_size=64, lr=0.002, warmup_epochs=1.0), 1024)
+    assert (adam.batch_size, adam.warmup_epochs) == (1024, 2.0)
+    assert adam.lr == pytest.approx(0.002 * 4)  # sqrt(1024 / 64)
+    sgd = large_batch(TrainConfig(optimizer="sgd", batch_size=128, lr=0.1, warmup_epochs=5), 512)
+    assert sgd.lr == pytest.approx(0.4) and sgd.warmup_epochs == 5
+
+
+def test_cli_large_batch_and_precision_land_in_the_run_config(tmp_path):
+    """--large-batch scales the flags' recipe; the resolved values are what config.toml keeps."""
+    from typer.testing import CliRunner
+
+    from cnncli.cli import app
+    from cnncli.config import load_toml
+    from tests.imagefactory import make_class_tree
+
+    data = tmp_path / "photos"
+    make_class_tree(data, {"a": 10, "b": 10}, size=16)
+    out = tmp_path / "run"
+    args = ["train", str(data), "--out", str(out), "--recipe", "fixed", "--image-size", "16"]
+    args += ["--filters", "4", "--dense", "8", "--epochs", "1", "--batch-size", "4", "--lr", "0.01"]
+    args += ["--large-batch", "16", "--precision", "bf16", "--data-placement", "chunked"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "precision bf16" in result.output and "chunks of" in result.output
+    t = load_toml(out / "config.toml").train
+    assert (t.batch_size, t.lr, t.precision, t.data_placement) == (16, 0.02, "bf16", "chunked")
