@@ -245,9 +245,9 @@ def test_unknown_source_and_model_clash_are_one_line_errors(runner, photos32, tm
     assert result.exit_code == 2 and "drop --model" in result.output
     result = _train(runner, photos32, "--freeze", "--out", tmp_path / "r2")
     assert result.exit_code == 2 and "--init" in result.output
-    for flag in (["--folds", "3"], ["--find-lr"], ["--time-budget", "1"]):
+    for flag in (["--find-lr"], ["--time-budget", "1"]):
         result = _train(runner, photos32, "--init", "resnet18", *flag)
-        assert result.exit_code == 2 and "drop --folds/--find-lr/--time-budget" in result.output
+        assert result.exit_code == 2 and "drop --find-lr/--time-budget" in result.output
 
 
 def test_crop_pct_keeps_the_centre_of_the_shorter_side(tmp_path):

@@ -419,10 +419,10 @@ def train(
             }
             if init is not None and model is not None:
                 raise fail("--init sets the network (from SOURCE); drop --model")
-            if init is not None and (folds is not None or find_lr or time_budget is not None):
+            if init is not None and (find_lr or time_budget is not None):
                 raise fail(
-                    "--init trains one run from SOURCE with its own recipe; drop "
-                    "--folds/--find-lr/--time-budget (they build networks from scratch)"
+                    "--init trains from SOURCE with its own recipe; drop --find-lr/--time-budget "
+                    "(they build networks from scratch)"
                 )
             conv = (filters, kernel, stride, padding, pool, batch_norm)
         rank, processes = _join(cluster)
