@@ -51,7 +51,7 @@ def choose_placement(t: TrainConfig, split: SplitArrays, device_count: int, proc
     """The placement for this run ("device", "chunked" or "host"): train.data_placement resolved.
 
     auto: host on a mesh (several devices or processes) and on a CPU, where the step that
-    gathers its own batch ran 0.5x as fast as the host gather plus copy (28x28x1, batch 64,
+    gathers its own batch ran 0.5-1.0x as fast as the host gather plus copy (batch 64,
     benchmarks/device_check.py, docs/performance.md); else device when the uint8 split fits
     device_memory_share of the accelerator's memory, else chunked.
     """
