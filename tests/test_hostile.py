@@ -70,7 +70,7 @@ def test_no_command_crashes_hangs_or_leaks_memory(corpus):
         assert not run.timed_out, key
         assert run.returncode == EXPECTED_EXIT[key], (key, run.stderr[-2000:])
         assert "Traceback" not in run.stderr + run.stdout, (key, run.stderr[-2000:])
-        assert run.peak_rss_mib < hc.MEMORY_LIMIT_MIB, (key, run.peak_rss_mib)
+        assert run.peak_rss_mib < hc.MEMORY_LIMIT_MIB, (key, run.peak_rss_mib, run.peak_detail)
     assert set(corpus.runs) == set(EXPECTED_EXIT)
 
 
