@@ -395,6 +395,11 @@ def recipe_rows(recipe: Recipe, cfg: RunConfig, explicit: set[str]) -> list[dict
         if c.key in explicit:
             value = "yours" if c.key == "model" else _final(cfg, c.key)
             shown = Choice(c.key, value, "").shown()
+            if c.key == "augment.ops" and cfg.augment.preset != "none":
+                # --augment PRESET leaves ops empty; the preset is what the user chose.
+                shown = f"{cfg.augment.preset}" + (f" + {shown}" if value else "")
+            elif c.key == "data.image_size":
+                shown = "{}x{}".format(*size_hw(value))
             rows.append(
                 {
                     "choice": LABELS[c.key],

@@ -77,6 +77,8 @@ def test_explicit_flags_and_config_keys_win_over_the_recipe(runner, tmp_path):
     rows = {r["choice"]: r for r in json.loads((out / "recipe.json").read_text())["rows"]}
     assert rows["channels"]["value"] == "3" and "set by you" in rows["channels"]["reason"]
     assert rows["learning rate"]["value"] == "0.0123"
+    assert rows["augmentation"]["value"] == "light"  # the preset, not its empty ops
+    assert rows["input size"]["value"] == "12x12"
     assert rows["optimizer"]["reason"].startswith("AdamW")
 
 
