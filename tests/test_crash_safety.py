@@ -363,20 +363,26 @@ def test_ctrl_c_is_never_lost_in_a_gc_callback():
         def on_step(self, *args):
             self.steps += 1
 
-    inner = Inner()
-    with _StopOnCtrlC(inner) as guarded:
-        guarded.on_step(0, 1, 0.0, 0.0)
-        os.kill(os.getpid(), signal.SIGINT)
-        # The handler runs here and raises nothing. Wait for it: on a loaded machine the
-        # signal can land on another thread and reach Python's handler some time later.
-        deadline = time.monotonic() + 10
-        while not guarded.pressed and time.monotonic() < deadline:
-            time.sleep(0.01)
-        with pytest.raises(KeyboardInterrupt):
-            guarded.on_step(1, 1, 0.0, 0.0)
-        # A second Ctrl-C meets Python's default handler again, which raises at once.
-        # (Sending it here proved flaky on a loaded machine: the default handler's exception
-        # can land in a garbage-collection callback, where Python drops it.)
+    # Start from Python's usual handler whatever this process inherited: a shell starts a
+    # background job (`cmd &`) with SIGINT ignored, and Python then keeps SIG_IGN.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        inner = Inner()
+        with _StopOnCtrlC(inner) as guarded:
+            guarded.on_step(0, 1, 0.0, 0.0)
+            os.kill(os.getpid(), signal.SIGINT)
+            # The handler runs here and raises nothing. Wait for it: the signal may land on
+            # another thread and reach Python's handler a little later.
+            deadline = time.monotonic() + 10
+            while not guarded.pressed and time.monotonic() < deadline:
+                time.sleep(0.01)
+            with pytest.raises(KeyboardInterrupt):
+                guarded.on_step(1, 1, 0.0, 0.0)
+            with pytest.raises(KeyboardInterrupt):  # the second Ctrl-C: the default handler
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    time.sleep(0.01)
+        assert inner.steps == 1
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    assert inner.steps == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
