@@ -20,7 +20,7 @@ import numpy as np
 
 from cnncli.atomic import atomic_write_text
 from cnncli.config import RunConfig, load_toml, save_toml
-from cnncli.data.labels import LabelOptions, load_dataset
+from cnncli.data.labels import LabelOptions
 from cnncli.data.scan import Dataset, DatasetError, Label, label_name
 from cnncli.data.stratify import iterative_folds, stratified_folds
 from cnncli.run import (
@@ -28,6 +28,7 @@ from cnncli.run import (
     RUN_FILE,
     RunPlan,
     check_writable,
+    load_run_dataset,
     next_run_dir,
     plan_for_dataset,
     plan_resume,
@@ -108,13 +109,7 @@ def plan_cross_validation(
     shapes, then create RUN and RUN/fold1..k; `extra` goes into every run.json (e.g. the
     resolved --init source, which each fold starts from)."""
     if dataset is None:
-        dataset = load_dataset(
-            data_dir,
-            labels,
-            val_fraction=cfg.data.val_fraction,
-            seed=cfg.train.seed,
-            follow_symlinks=cfg.data.follow_symlinks,
-        )
+        dataset = load_run_dataset(data_dir, labels, cfg)
     items = pooled_items(dataset)
     folds = assign_folds(dataset, items, k, cfg.train.seed)
     layer_table(cfg.model, cfg.data.image_size, cfg.data.channels, len(dataset.classes))

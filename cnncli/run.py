@@ -36,6 +36,18 @@ RECIPE_FILE = "recipe.json"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
+def load_run_dataset(data_dir: str | Path, labels: LabelOptions | None, cfg: RunConfig):
+    """Scan DIR (class folders or a labels file) with cfg's split settings (val share, seed,
+    symlinks): the one scan a run, a K-fold run and the recipe all start from."""
+    return load_dataset(
+        data_dir,
+        labels,
+        val_fraction=cfg.data.val_fraction,
+        seed=cfg.train.seed,
+        follow_symlinks=cfg.data.follow_symlinks,
+    )
+
+
 @dataclass
 class RunPlan:
     """Everything decided before any image is decoded or any jax is compiled."""
@@ -88,13 +100,7 @@ def plan_new_run(
     already scanned with cfg's split settings), check the network's shapes, then create
     the run folder. `init` (resolved --init) is kept in run.json."""
     if dataset is None:
-        dataset = load_dataset(
-            data_dir,
-            labels,
-            val_fraction=cfg.data.val_fraction,
-            seed=cfg.train.seed,
-            follow_symlinks=cfg.data.follow_symlinks,
-        )
+        dataset = load_run_dataset(data_dir, labels, cfg)
     extra = {"init": init.as_dict()} if init is not None else None
     return plan_for_dataset(dataset, cfg, Path(out) if out else next_run_dir(name=name), extra)
 

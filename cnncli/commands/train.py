@@ -489,17 +489,11 @@ def _configure(data_dir, given: _Given, labels, seed_recipe=None):
 
     Returns (cfg, dataset, recipe info for the table and recipe.json, or None).
     """
-    from cnncli.data.labels import load_dataset
+    from cnncli.run import load_run_dataset
 
     # The scan's settings (split, seed, symlinks) are never the recipe's to choose.
     cfg = _new_config(given)
-    dataset = load_dataset(
-        data_dir,
-        labels,
-        val_fraction=cfg.data.val_fraction,
-        seed=cfg.train.seed,
-        follow_symlinks=cfg.data.follow_symlinks,
-    )
+    dataset = load_run_dataset(data_dir, labels, cfg)
     if given.recipe == "fixed":
         return cfg, dataset, None
     from cnncli.data.stats import dataset_stats
@@ -577,17 +571,11 @@ def _with_init(data_dir, given: _Given, labels):
     recipe chosen from the data does not apply; keys the user set (flags, --config) win.
     """
     from cnncli import warm_start
-    from cnncli.data.labels import load_dataset
+    from cnncli.run import load_run_dataset
 
     cfg = _new_config(given)
     src = warm_start.resolve(cfg.train.init)
-    dataset = load_dataset(
-        data_dir,
-        labels,
-        val_fraction=cfg.data.val_fraction,
-        seed=cfg.train.seed,
-        follow_symlinks=cfg.data.follow_symlinks,
-    )
+    dataset = load_run_dataset(data_dir, labels, cfg)
     images = len(dataset.splits.get("train", []))
     return warm_start.configure(cfg, src, given.explicit(), images), dataset, src
 
