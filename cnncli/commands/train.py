@@ -726,8 +726,8 @@ def _run_training(
     import json
 
     from cnncli.data.scan import class_counts
-    from cnncli.report import TrainingDisplay, dataset_table, layers_table
-    from cnncli.run import execute_run, write_summary
+    from cnncli.report import dataset_table, layers_table
+    from cnncli.run import write_summary
 
     console.print(
         f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
@@ -751,23 +751,12 @@ def _run_training(
             f"network for {_input_text(plan.cfg.data)} input",
         )
     )
-    from cnncli.train import TrainingDiverged
 
-    display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
-    try:
-        with display, _StopOnCtrlC(display) as guarded:
-            outcome = execute_run(plan, guarded, guarded.on_decode)
-        if not console.is_terminal:
-            console.line()
-    except (TrainingDiverged, KeyboardInterrupt) as exc:
-        if not console.is_terminal:
-            console.line()  # end the training table's last line
-        if isinstance(exc, TrainingDiverged):
-            raise fail(f"{exc} ({plan.run_dir})", 1) from None
-        console.print(
-            f"[yellow]interrupted; finished epochs are checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]"
-        )
-        raise typer.Exit(130) from None
+    outcome = run_with_live_table(
+        console,
+        plan,
+        f"[yellow]interrupted; finished epochs are checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]",
+    )
     for path, reason in outcome.skipped:
         console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
     if getattr(outcome, "stopped", ""):
@@ -828,6 +817,31 @@ def _input_text(data) -> str:
     height, width = data.input_hw
     text = f"{height}x{width}x{data.channels}"
     return text if data.resize == "crop" else f"{text} ({data.resize})"
+
+
+def run_with_live_table(console, plan, interrupted: str):
+    """execute_run(plan) under the live training table and the Ctrl-C guard; the outcome.
+
+    A diverged run is a one-line error (exit 1); Ctrl-C prints `interrupted` and exits 130.
+    """
+    from cnncli.report import TrainingDisplay
+    from cnncli.run import execute_run
+    from cnncli.train import TrainingDiverged
+
+    display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
+    try:
+        with display, _StopOnCtrlC(display) as guarded:
+            outcome = execute_run(plan, guarded, guarded.on_decode)
+        if not console.is_terminal:
+            console.line()
+    except (TrainingDiverged, KeyboardInterrupt) as exc:
+        if not console.is_terminal:
+            console.line()  # end the training table's last line
+        if isinstance(exc, TrainingDiverged):
+            raise fail(f"{exc} ({plan.run_dir})", 1) from None
+        console.print(interrupted)
+        raise typer.Exit(130) from None
+    return outcome
 
 
 class _StopOnCtrlC:

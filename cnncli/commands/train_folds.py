@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import typer
 from rich.markup import escape
 
 from cnncli.commands.common import fail
@@ -82,32 +81,19 @@ def _train_fold(console, cv, fold: int, loaded):
     """Train (or finish) one fold with the live table; its FoldResult with the OOF rows."""
     import shutil
 
-    # The per-run pieces of `cnn train`: Ctrl-C at a safe point.
-    from cnncli.commands.train import _StopOnCtrlC
+    # The per-run piece of `cnn train`: the live table, Ctrl-C at a safe point.
+    from cnncli.commands.train import run_with_live_table
     from cnncli.crossval import fold_probabilities, fold_result, seed_fold_cache
-    from cnncli.report import TrainingDisplay
-    from cnncli.run import execute_run
-    from cnncli.train import TrainingDiverged
 
     plan = cv.plans[fold]
     seed_fold_cache(cv, fold, loaded)
     console.print(f"[bold]fold {fold + 1}/{cv.k}[/bold]: {escape(str(plan.run_dir))}")
-    display = TrainingDisplay(console, multi_label=cv.dataset.multi_label)
-    try:
-        with display, _StopOnCtrlC(display) as guarded:
-            outcome = execute_run(plan, guarded, guarded.on_decode)
-        if not console.is_terminal:
-            console.line()
-    except (TrainingDiverged, KeyboardInterrupt) as exc:
-        if not console.is_terminal:
-            console.line()
-        if isinstance(exc, TrainingDiverged):
-            raise fail(f"{exc} ({plan.run_dir})", 1) from None
-        console.print(
-            f"[yellow]interrupted in fold {fold + 1}; finished epochs are checkpointed. "
-            f"Resume with: cnn train --resume {escape(str(cv.run_dir))}[/yellow]"
-        )
-        raise typer.Exit(130) from None
+    outcome = run_with_live_table(
+        console,
+        plan,
+        f"[yellow]interrupted in fold {fold + 1}; finished epochs are checkpointed. "
+        f"Resume with: cnn train --resume {escape(str(cv.run_dir))}[/yellow]",
+    )
     if outcome.finished_before:
         console.print(f"fold {fold + 1} had finished ({len(outcome.history)} epochs)")
     for path, reason in outcome.skipped:
