@@ -85,8 +85,8 @@ def resolve(source: str) -> InitSource:
 def _from_file(given: str, path: Path) -> InitSource:
     """A timm-layout safetensors file or folder: its ResNet, preprocessing and licence."""
     from cnncli.backbones.hub import registered_file
-    from cnncli.backbones.resnet_spec import ARCHS
     from cnncli.backbones.weights import (
+        file_arch,
         licence_of,
         pretrained_cfg,
         read_config,
@@ -97,16 +97,7 @@ def _from_file(given: str, path: Path) -> InitSource:
     file, config_path = resolve_file(path)
     header = read_header(file)
     config = read_config(config_path)
-    names = [k for k in header if k != "__metadata__"]
-    arch = str(config.get("architecture", "") or "")
-    if arch and arch not in ARCHS:
-        raise WeightsError(
-            f"{config_path}: architecture {arch!r} is not supported (supported: {', '.join(ARCHS)})"
-        )
-    if not arch:
-        from cnncli.backbones.weights import infer_arch
-
-        arch = infer_arch(names, file)
+    arch = file_arch(file, header, config, config_path)
     cfg, licence = pretrained_cfg(config), licence_of(config, file)
     if config_path is None:  # the very file of a registered name: its card is known
         spec = registered_file(file)

@@ -174,20 +174,27 @@ def _read_arrays(path: Path, header: dict[str, Any]) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: corrupt or truncated safetensors file ({exc})") from None
 
 
-def load_resnet(source: str | Path, channels: int = 3) -> LoadedWeights:
-    """Read a timm/torchvision ResNet from a safetensors file or a folder in timm's layout
-    (model.safetensors, optionally config.json beside it), strictly, into cnn's names."""
-    path, config_path = resolve_file(source)
-    header = read_header(path)
-    config = read_config(config_path)
-    names = [k for k in header if k != "__metadata__"]
+def file_arch(
+    path: Path, header: dict[str, Any], config: dict[str, Any], config_path: Path | None
+) -> str:
+    """The ResNet a weights file holds: config.json's architecture when it names one
+    (checked against ARCHS), else inferred from the tensor names in the header."""
     declared = str(config.get("architecture", "") or "")
     if declared and declared not in ARCHS:
         raise WeightsError(
             f"{config_path}: architecture {declared!r} is not supported "
             f"(supported: {', '.join(ARCHS)})"
         )
-    arch = declared or infer_arch(names, path)
+    return declared or infer_arch([k for k in header if k != "__metadata__"], path)
+
+
+def load_resnet(source: str | Path, channels: int = 3) -> LoadedWeights:
+    """Read a timm/torchvision ResNet from a safetensors file or a folder in timm's layout
+    (model.safetensors, optionally config.json beside it), strictly, into cnn's names."""
+    path, config_path = resolve_file(source)
+    header = read_header(path)
+    config = read_config(config_path)
+    arch = file_arch(path, header, config, config_path)
     arrays = _read_arrays(path, header)
     file_classes = int(arrays["fc.bias"].shape[0]) if "fc.bias" in arrays else 1000
     expected = param_shapes(arch, 3, file_classes)
