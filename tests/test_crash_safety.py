@@ -355,7 +355,7 @@ def test_cache_over_budget_keeps_resident_memory_bounded(jit_cache, tmp_path):
 
 def test_ctrl_c_is_never_lost_in_a_gc_callback():
     """The train command's handler only notes Ctrl-C; the next step raises (a second one at once)."""
-    from cnncli.commands.train import _StopOnCtrlC
+    from cnncli.commands.train_display import StopOnCtrlC
 
     class Inner:
         steps = 0
@@ -368,7 +368,7 @@ def test_ctrl_c_is_never_lost_in_a_gc_callback():
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         inner = Inner()
-        with _StopOnCtrlC(inner) as guarded:
+        with StopOnCtrlC(inner) as guarded:
             guarded.on_step(0, 1, 0.0, 0.0)
             os.kill(os.getpid(), signal.SIGINT)
             # The handler runs here and raises nothing. Wait for it: the signal may land on

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +18,22 @@ from cnncli.commands.common import (
     image_size_option,
     int_list,
     label_options,
-    model_overrides,
     write_run_report,
+)
+from cnncli.commands.train_cluster import (
+    join_cluster,
+    leave_cluster_on_error,
+    plan_across_processes,
+    request_host_devices,
+)
+from cnncli.commands.train_config import Given, configure, plan_run
+from cnncli.commands.train_display import (
+    data_title,
+    input_text,
+    print_init,
+    print_label_source,
+    run_with_live_table,
+    warn_dataset,
 )
 from cnncli.xla_env import configure_xla
 
@@ -341,7 +353,7 @@ def train(
     Several labels per image train in multi-label mode (sigmoid outputs, one threshold each).
     """
     configure_xla()
-    with _leave_cluster_on_error(), handled_errors():
+    with leave_cluster_on_error(), handled_errors():
         if folds is not None and folds < 2:
             raise fail(f"--folds must be at least 2 (K-fold cross-validation), got {folds}")
         if folds is not None and (
@@ -425,9 +437,9 @@ def train(
                     "(they build networks from scratch)"
                 )
             conv = (filters, kernel, stride, padding, pool, batch_norm)
-        rank, processes = _join(cluster)
+        rank, processes = join_cluster(cluster)
         console = make_console(to_stderr=json_out, quiet=quiet or rank > 0)
-        given = _Given(config, model, augment, overrides, conv, processes, recipe or "auto")
+        given = Given(config, model, augment, overrides, conv, processes, recipe or "auto")
         if folds is not None or (resume is not None and _is_cross_validation(resume)):
             from cnncli.commands.train_folds import run_folds
 
@@ -438,10 +450,10 @@ def train(
             return
 
         def make_plan():
-            return _plan(data_dir, given, out, resume, label_source)
+            return plan_run(data_dir, given, out, resume, label_source)
 
-        plan = make_plan() if cluster is None else _plan_across_processes(make_plan, rank)
-        _request_host_devices(plan.cfg.train.devices)
+        plan = make_plan() if cluster is None else plan_across_processes(make_plan, rank)
+        request_host_devices(plan.cfg.train.devices)
         if time_budget is not None:
             from cnncli.commands.train_budget import race_recipes
 
@@ -455,230 +467,7 @@ def _is_cross_validation(run_dir: Path) -> bool:
     return is_cross_validation(run_dir)
 
 
-@dataclass
-class _Given:
-    """What the user set for a new run: --config, --model, --augment, the other flags
-    (dotted config keys, None when absent), the conv flags, and --recipe."""
-
-    config: Path | None
-    model: str | None
-    augment: str | None
-    overrides: dict | None
-    conv: tuple | None
-    processes: int
-    recipe: str
-
-    def explicit(self) -> set[str]:
-        """The config keys the user set (they win over the recipe's choices)."""
-        from cnncli.config import file_keys
-
-        keys = {k for k, v in (self.overrides or {}).items() if v is not None}
-        if self.config is not None:
-            keys |= file_keys(self.config)
-        if any(k.startswith("augment.") for k in keys) or self.augment is not None:
-            keys.add("augment.ops")
-        if "model.conv" in keys or "model.backbone" in keys or self.model is not None:
-            keys.add("model")
-        if self.conv is not None and any(v is not None for v in self.conv):
-            keys.add("model")
-        return keys
-
-
-def _configure(data_dir, given: _Given, labels, seed_recipe=None):
-    """Scan the data, choose the recipe from it, and build the new run's RunConfig.
-
-    Returns (cfg, dataset, recipe info for the table and recipe.json, or None).
-    """
-    from cnncli.run import load_run_dataset
-
-    # The scan's settings (split, seed, symlinks) are never the recipe's to choose.
-    cfg = _new_config(given)
-    dataset = load_run_dataset(data_dir, labels, cfg)
-    if given.recipe == "fixed":
-        return cfg, dataset, None
-    from cnncli.data.stats import dataset_stats
-    from cnncli.recipe import choose_recipe, recipe_rows
-
-    stats = dataset_stats(dataset, seed=cfg.train.seed)
-    recipe = seed_recipe or choose_recipe(stats)
-    cfg = _new_config(given, recipe)
-    explicit = given.explicit()
-    info = {
-        "recipe": recipe.as_dict(),
-        "rows": recipe_rows(recipe, cfg, explicit),
-        "explicit": sorted(explicit),
-        "stats": stats.as_dict(),
-    }
-    return cfg, dataset, info
-
-
-def _new_config(given: _Given, recipe=None):
-    """The RunConfig of a new run: defaults, the recipe's choices, the --config file's
-    keys, the --model preset, then the flags (each step wins over the one before), then
-    --large-batch's scaling of the resulting batch size and learning rate."""
-    from cnncli.config import (
-        RunConfig,
-        load_toml,
-        merge_overrides,
-        model_preset,
-        overlay_toml,
-        validate,
-    )
-    from cnncli.config import large_batch as large_batch_preset
-
-    config, model, augment, overrides, conv, processes = (
-        given.config,
-        given.model,
-        given.augment,
-        given.overrides,
-        given.conv,
-        given.processes,
-    )
-    if recipe is None:
-        cfg = load_toml(config) if config else RunConfig()
-    else:
-        from cnncli.recipe import apply_recipe
-
-        cfg = apply_recipe(RunConfig(), recipe)
-        if config:
-            cfg = overlay_toml(cfg, config)
-    if model is not None:
-        cfg.model = model_preset(model)
-    if augment is not None:
-        cfg = _with_augment(cfg, augment)
-    overrides = dict(overrides)
-    large_batch = overrides.pop("large_batch", None)
-    filters, kernel, stride, padding, pool, batch_norm = conv
-    if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
-        overrides["model.conv"] = model_overrides(
-            cfg, int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
-        )
-    if processes > 1 and overrides.get("train.shards") is None and cfg.train.shards == 0:
-        overrides["train.shards"] = processes  # recorded, so a resume keeps the data order
-    cfg = merge_overrides(cfg, overrides)
-    if large_batch:
-        cfg.train = large_batch_preset(cfg.train, large_batch)
-        validate(cfg)
-    return cfg
-
-
-def _with_init(data_dir, given: _Given, labels):
-    """(cfg shaped for --init SOURCE and its fine-tuning recipe, the scanned dataset, the
-    resolved source).
-
-    A start from weights brings its own network, preprocessing and recipe
-    (warm_start.configure, which sizes the head-only phase by the training images), so the
-    recipe chosen from the data does not apply; keys the user set (flags, --config) win.
-    """
-    from cnncli import warm_start
-    from cnncli.run import load_run_dataset
-
-    cfg = _new_config(given)
-    src = warm_start.resolve(cfg.train.init)
-    dataset = load_run_dataset(data_dir, labels, cfg)
-    images = len(dataset.splits.get("train", []))
-    return warm_start.configure(cfg, src, given.explicit(), images), dataset, src
-
-
-def _plan(data_dir, given: _Given, out, resume, labels):
-    """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
-    from cnncli.run import plan_new_run, plan_resume, write_recipe
-    from cnncli.tblog import tensorboard_missing
-
-    if resume is not None:
-        plan = plan_resume(resume)
-        if plan.cfg.log.tensorboard and tensorboard_missing():
-            raise fail(tensorboard_missing())
-        return plan
-    if (given.overrides or {}).get("train.init"):
-        cfg, dataset, src = _with_init(data_dir, given, labels)
-        return plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset, init=src)
-    cfg, dataset, recipe = _configure(data_dir, given, labels)
-    if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
-        raise fail(tensorboard_missing())
-    plan = plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset)
-    if recipe is not None:
-        plan.recipe = recipe
-        write_recipe(plan.run_dir, recipe)
-    return plan
-
-
-def _join(cluster) -> tuple[int, int]:
-    """Join the multi-process run, if any: (this process's index, number of processes)."""
-    if cluster is None:
-        return 0, 1
-    from cnncli import distributed
-
-    try:
-        distributed.initialize(cluster)
-    except distributed.DistributedError as exc:
-        raise fail(str(exc), 1) from None
-    return distributed.process_index(), distributed.process_count()
-
-
-@contextmanager
-def _leave_cluster_on_error():
-    """In a multi-process run, a process that fails exits at once with its code.
-
-    A normal exit waits in jax.distributed's shutdown barrier for processes that will never
-    arrive; exiting hard instead makes the others stop as soon as they lose this one.
-    """
-    try:
-        yield
-    except BaseException as exc:
-        code = exc.exit_code if isinstance(exc, typer.Exit) else 1
-        if isinstance(exc, KeyboardInterrupt):
-            code = 130
-        from cnncli.distributed import in_cluster
-
-        if code and in_cluster():
-            import os
-            import sys
-            import traceback
-
-            if not isinstance(exc, typer.Exit):
-                traceback.print_exc()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-        raise
-
-
-def _plan_across_processes(make_plan, rank: int):
-    """Process 0 plans (and writes the run folder); the others receive the plan from it.
-
-    If planning fails on process 0, every process stops with its message.
-    """
-    from cnncli import distributed
-    from cnncli.run import plan_from_message, plan_message
-
-    if rank == 0:
-        try:
-            plan = make_plan()
-        except Exception as exc:
-            distributed.broadcast_json({"error": str(exc)})
-            raise
-        distributed.broadcast_json(plan_message(plan))
-        return plan
-    message = distributed.broadcast_json(None)
-    if "error" in message:
-        raise fail(f"process 0 stopped: {message['error']}")
-    return plan_from_message(message)
-
-
-def _request_host_devices(count: int) -> None:
-    """On a CPU, ask XLA for `count` host devices (must happen before jax is imported)."""
-    import os
-    import sys
-
-    if count <= 1 or "jax" in sys.modules:
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
-
-
-def _find_lr(data_dir, given: _Given, out, console, json_out: bool, labels=None) -> None:
+def _find_lr(data_dir, given: Given, out, console, json_out: bool, labels=None) -> None:
     """The learning-rate range test: a table, lr_find.png and a suggestion."""
     import json
 
@@ -686,7 +475,7 @@ def _find_lr(data_dir, given: _Given, out, console, json_out: bool, labels=None)
 
     from cnncli.run import find_lr, plan_new_run
 
-    cfg, dataset, _ = _configure(data_dir, given, labels)
+    cfg, dataset, _ = configure(data_dir, given, labels)
     plan = plan_new_run(data_dir, cfg, out or None, name="find_lr", labels=labels, dataset=dataset)
     console.print(f"learning-rate range test in [bold]{plan.run_dir}[/bold]")
     result = find_lr(plan)
@@ -705,21 +494,6 @@ def _find_lr(data_dir, given: _Given, out, console, json_out: bool, labels=None)
         print(json.dumps(result))
 
 
-def _with_augment(cfg, text: str):
-    from cnncli.augment import PRESETS, parse_ops
-    from cnncli.config import AugmentConfig, ConfigError
-
-    name = text.strip().lower()
-    try:
-        if name in PRESETS:
-            cfg.augment = AugmentConfig(preset=name, ops={})
-        else:
-            cfg.augment = AugmentConfig(preset="none", ops=parse_ops(text))
-    except ValueError as exc:
-        raise ConfigError(f"--augment: {exc}") from None
-    return cfg
-
-
 def _run_training(
     plan, console, json_out: bool, quiet: bool, rank: int = 0, processes: int = 1
 ) -> None:
@@ -732,23 +506,23 @@ def _run_training(
     console.print(
         f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
     )
-    console.print(dataset_table(class_counts(plan.dataset), _data_title(plan.dataset)))
-    _print_label_source(plan.dataset, console)
+    console.print(dataset_table(class_counts(plan.dataset), data_title(plan.dataset)))
+    print_label_source(plan.dataset, console)
     if plan.dataset.ignored:
         console.print(
             f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"
         )
     if rank == 0:
-        _warn_dataset(plan, console)
+        warn_dataset(plan, console)
     if plan.recipe is not None and "race" not in plan.recipe:
         from cnncli.report import recipe_table
 
         console.print(recipe_table(plan.recipe["rows"], "recipe (chosen from the data; flags win)"))
-    _print_init(plan, console)
+    print_init(plan, console)
     console.print(
         layers_table(
             plan.layers,
-            f"network for {_input_text(plan.cfg.data)} input",
+            f"network for {input_text(plan.cfg.data)} input",
         )
     )
 
@@ -810,192 +584,3 @@ def _run_training(
         console.print(f"report: [bold]{report}[/bold]")
     if json_out:
         print(json.dumps(summary))
-
-
-def _input_text(data) -> str:
-    """'64x64x3', plus the resize policy when it is not the centre crop."""
-    height, width = data.input_hw
-    text = f"{height}x{width}x{data.channels}"
-    return text if data.resize == "crop" else f"{text} ({data.resize})"
-
-
-def run_with_live_table(console, plan, interrupted: str):
-    """execute_run(plan) under the live training table and the Ctrl-C guard; the outcome.
-
-    A diverged run is a one-line error (exit 1); Ctrl-C prints `interrupted` and exits 130.
-    """
-    from cnncli.report import TrainingDisplay
-    from cnncli.run import execute_run
-    from cnncli.train import TrainingDiverged
-
-    display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
-    try:
-        with display, _StopOnCtrlC(display) as guarded:
-            outcome = execute_run(plan, guarded, guarded.on_decode)
-        if not console.is_terminal:
-            console.line()
-    except (TrainingDiverged, KeyboardInterrupt) as exc:
-        if not console.is_terminal:
-            console.line()  # end the training table's last line
-        if isinstance(exc, TrainingDiverged):
-            raise fail(f"{exc} ({plan.run_dir})", 1) from None
-        console.print(interrupted)
-        raise typer.Exit(130) from None
-    return outcome
-
-
-class _StopOnCtrlC:
-    """Training callbacks that turn Ctrl-C into a KeyboardInterrupt at the next safe point.
-
-    Python ignores an exception raised inside a garbage-collection callback (JAX installs
-    one), so the default handler can lose a Ctrl-C and training would just go on. Here the
-    handler only takes note; the next decoded block, epoch start or step raises. A second
-    Ctrl-C interrupts at once.
-    """
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.pressed = False
-        self.previous = None
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._note)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _note(self, signum, frame) -> None:
-        import signal
-
-        self.pressed = True
-        signal.signal(signal.SIGINT, self.previous)
-
-    def _check(self) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-
-    def on_decode(self, done: int, total: int) -> None:
-        self._check()
-        self.inner.on_decode(done, total)
-
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
-        self._check()
-        self.inner.on_epoch_start(epoch, epochs, steps)
-
-    def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None:
-        self._check()
-        self.inner.on_step(step, steps, loss, images_per_s)
-
-    def __getattr__(self, name: str):
-        return getattr(self.inner, name)
-
-
-def _print_init(plan, console) -> None:
-    """Where the weights come from, the head, the licence, and the training mode."""
-    from rich.markup import escape
-
-    from cnncli.warm_start import InitSource, describe
-
-    if not plan.info.get("init"):
-        return
-    src = InitSource.from_dict(plan.info["init"])
-    for line in describe(src, plan.dataset.classes):
-        style = "yellow" if line.startswith("warning") else ""
-        console.print(f"[{style}]{escape(line)}[/{style}]" if style else escape(line))
-    t, d = plan.cfg.train, plan.cfg.data
-    if t.freeze:
-        mode = (
-            f"--freeze: backbone frozen, features computed once, the head trains {t.epochs} epochs"
-        )
-        if plan.cfg.augment.preset != "none" or plan.cfg.augment.ops:
-            mode += " (no augmentation: the features come from the plain images)"
-    else:
-        mode = (
-            f"fine-tune: {t.head_epochs} epoch(s) of the head alone (h1, h2, ...), then "
-            f"{t.epochs} of everything, backbone lr {t.backbone_lr or t.lr:g}, head lr {t.lr:g}"
-            + (", batch norm frozen" if t.freeze_bn else "")
-        )
-    console.print(escape(mode))
-    console.print(
-        escape(
-            f"input: {_input_text(d)}, {d.resize}"
-            + (f" (crop_pct {d.crop_pct:g})" if d.resize == "crop" else "")
-            + f", {d.interpolation}, "
-            + (
-                f"mean {plan.cfg.model.mean} std {plan.cfg.model.std}"
-                if plan.cfg.model.mean
-                else "x / 127.5 - 1"
-            )
-        )
-    )
-
-
-def _data_title(dataset) -> str:
-    """The dataset table's title: where the images and the labels come from."""
-    if dataset.label_source is None:
-        title = f"data: {dataset.root} ({dataset.layout} layout)"
-    else:
-        title = f"data: {dataset.root} (labels from {Path(dataset.label_source['file']).name})"
-    if dataset.multi_label:
-        title += "; images per label (an image counts once for each of its labels)"
-    return title
-
-
-def _print_label_source(dataset, console, limit: int = 20) -> None:
-    """The labels file's skipped rows (one line each, the first `limit`) and the mode."""
-    from rich.markup import escape
-
-    from cnncli.data.labels import skipped_rows
-
-    source = dataset.label_source
-    if source is not None:
-        console.print(
-            f"labels: {escape(source['file'])}: {source['used']} of {source['rows']} rows used"
-        )
-        skipped = skipped_rows(dataset)
-        for line in skipped[:limit]:
-            console.print(f"[yellow]skipped {escape(line)}[/yellow]", soft_wrap=True)
-        if len(skipped) > limit:
-            console.print(
-                f"[yellow]... and {len(skipped) - limit} more skipped rows (all listed in "
-                f"split.csv; `cnn doctor` shows them)[/yellow]"
-            )
-    if dataset.multi_label:
-        images = [label for items in dataset.splits.values() for _, label in items]
-        several = sum(len(label) > 1 for label in images)
-        why = (
-            f"{several} of {len(images)} images have more than one label"
-            if several
-            else "--multi-label"
-        )
-        console.print(
-            f"[bold]multi-label mode[/bold] ({why}): sigmoid outputs, binary cross-entropy; "
-            "the best epoch is the one with the highest val mAP"
-        )
-
-
-def _warn_dataset(plan, console) -> None:
-    """Name unusual skips (links, loops, pipes) and identical files across splits or classes."""
-    from rich.markup import escape
-
-    from cnncli.doctor import quick_check
-
-    routine = ("hidden", "not an image (file extension)")
-    for path, reason in [i for i in plan.dataset.ignored if i[1] not in routine][:20]:
-        console.print(
-            f"[yellow]  ignored {escape(path)}: {escape(reason)}[/yellow]", soft_wrap=True
-        )
-    groups = quick_check(plan.dataset)
-    for group in groups:
-        console.print(f"[yellow]warning: {escape(group.describe())}[/yellow]")
-    if groups:
-        root = escape(str(plan.dataset.root))
-        console.print(f"[yellow]`cnn doctor {root}` checks further[/yellow]")

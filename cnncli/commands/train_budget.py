@@ -7,7 +7,7 @@ def race_recipes(plan, given, minutes: float, console):
     """--time-budget: race the candidate recipes in plan's run folder; returns the plan
     that finishes the winner there within what is left of the budget."""
     from cnncli.budget import Entry, final_plan, race
-    from cnncli.commands.train import _new_config
+    from cnncli.commands.train_config import new_config
     from cnncli.data.stats import dataset_stats
     from cnncli.recipe import candidate_recipes
     from cnncli.report import candidates_table, recipe_table
@@ -16,7 +16,7 @@ def race_recipes(plan, given, minutes: float, console):
     stats = dataset_stats(plan.dataset, seed=plan.cfg.train.seed)
     entries, seen = [], set()
     for recipe in candidate_recipes(stats):
-        cfg = _new_config(given, recipe)  # the user's flags win in every candidate
+        cfg = new_config(given, recipe)  # the user's flags win in every candidate
         if repr(cfg) not in seen:
             seen.add(repr(cfg))
             entries.append(Entry(recipe.name, recipe.note, cfg))

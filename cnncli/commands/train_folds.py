@@ -37,7 +37,7 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
 
 def _start(data_dir, given, out, k: int, labels, resume):
     """(CrossValidation, recipe info or None): a new K-fold run folder, or the one resumed."""
-    from cnncli.commands.train import _configure, _with_init
+    from cnncli.commands.train_config import configure, with_init
     from cnncli.crossval import plan_cross_validation, resume_cross_validation
     from cnncli.run import write_recipe
     from cnncli.tblog import tensorboard_missing
@@ -46,10 +46,10 @@ def _start(data_dir, given, out, k: int, labels, resume):
         return resume_cross_validation(resume), None
     extra = None
     if (given.overrides or {}).get("train.init"):  # --init brings its own recipe
-        cfg, dataset, src = _with_init(data_dir, given, labels)
+        cfg, dataset, src = with_init(data_dir, given, labels)
         recipe, extra = None, {"init": src.as_dict()}
     else:
-        cfg, dataset, recipe = _configure(data_dir, given, labels)
+        cfg, dataset, recipe = configure(data_dir, given, labels)
     if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
         raise fail(tensorboard_missing())
     cv = plan_cross_validation(data_dir, cfg, out, k, labels, dataset=dataset, extra=extra)
@@ -60,7 +60,7 @@ def _start(data_dir, given, out, k: int, labels, resume):
 
 def _print_plan(console, cv, recipe, resuming: bool) -> None:
     """The run folder, how the images were dealt into folds, the recipe and the network."""
-    from cnncli.commands.train import _data_title, _input_text
+    from cnncli.commands.train_display import data_title, input_text
     from cnncli.report import layers_table, recipe_table
 
     sizes = sorted(len(p.dataset.splits["val"]) for p in cv.plans)
@@ -68,12 +68,12 @@ def _print_plan(console, cv, recipe, resuming: bool) -> None:
     note = "  (resuming)" if resuming else ""
     console.print(f"run folder: [bold]{escape(str(cv.run_dir))}[/bold]{note}")
     console.print(
-        f"{escape(_data_title(cv.dataset))}: {len(cv.items)} images (train and val pooled) in "
+        f"{escape(data_title(cv.dataset))}: {len(cv.items)} images (train and val pooled) in "
         f"{cv.k} folds of {sizes[0]}-{sizes[-1]} images, {how}"
     )
     if recipe is not None:
         console.print(recipe_table(recipe["rows"], "recipe (chosen from the data; flags win)"))
-    title = f"network for {_input_text(cv.cfg.data)} input"
+    title = f"network for {input_text(cv.cfg.data)} input"
     console.print(layers_table(cv.plans[0].layers, title))
 
 
@@ -82,7 +82,7 @@ def _train_fold(console, cv, fold: int, loaded):
     import shutil
 
     # The per-run piece of `cnn train`: the live table, Ctrl-C at a safe point.
-    from cnncli.commands.train import run_with_live_table
+    from cnncli.commands.train_display import run_with_live_table
     from cnncli.crossval import fold_probabilities, fold_result, seed_fold_cache
 
     plan = cv.plans[fold]

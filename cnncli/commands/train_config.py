@@ -1,0 +1,171 @@
+"""`cnn train`'s new-run configuration: the user's flags, the recipe chosen from the data, --init."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnncli.commands.common import fail, int_list, model_overrides
+
+
+@dataclass
+class Given:
+    """What the user set for a new run: --config, --model, --augment, the other flags
+    (dotted config keys, None when absent), the conv flags, and --recipe."""
+
+    config: Path | None
+    model: str | None
+    augment: str | None
+    overrides: dict | None
+    conv: tuple | None
+    processes: int
+    recipe: str
+
+    def explicit(self) -> set[str]:
+        """The config keys the user set (they win over the recipe's choices)."""
+        from cnncli.config import file_keys
+
+        keys = {k for k, v in (self.overrides or {}).items() if v is not None}
+        if self.config is not None:
+            keys |= file_keys(self.config)
+        if any(k.startswith("augment.") for k in keys) or self.augment is not None:
+            keys.add("augment.ops")
+        if "model.conv" in keys or "model.backbone" in keys or self.model is not None:
+            keys.add("model")
+        if self.conv is not None and any(v is not None for v in self.conv):
+            keys.add("model")
+        return keys
+
+
+def configure(data_dir, given: Given, labels, seed_recipe=None):
+    """Scan the data, choose the recipe from it, and build the new run's RunConfig.
+
+    Returns (cfg, dataset, recipe info for the table and recipe.json, or None).
+    """
+    from cnncli.run import load_run_dataset
+
+    # The scan's settings (split, seed, symlinks) are never the recipe's to choose.
+    cfg = new_config(given)
+    dataset = load_run_dataset(data_dir, labels, cfg)
+    if given.recipe == "fixed":
+        return cfg, dataset, None
+    from cnncli.data.stats import dataset_stats
+    from cnncli.recipe import choose_recipe, recipe_rows
+
+    stats = dataset_stats(dataset, seed=cfg.train.seed)
+    recipe = seed_recipe or choose_recipe(stats)
+    cfg = new_config(given, recipe)
+    explicit = given.explicit()
+    info = {
+        "recipe": recipe.as_dict(),
+        "rows": recipe_rows(recipe, cfg, explicit),
+        "explicit": sorted(explicit),
+        "stats": stats.as_dict(),
+    }
+    return cfg, dataset, info
+
+
+def new_config(given: Given, recipe=None):
+    """The RunConfig of a new run: defaults, the recipe's choices, the --config file's
+    keys, the --model preset, then the flags (each step wins over the one before), then
+    --large-batch's scaling of the resulting batch size and learning rate."""
+    from cnncli.config import (
+        RunConfig,
+        load_toml,
+        merge_overrides,
+        model_preset,
+        overlay_toml,
+        validate,
+    )
+    from cnncli.config import large_batch as large_batch_preset
+
+    config, model, augment, overrides, conv, processes = (
+        given.config,
+        given.model,
+        given.augment,
+        given.overrides,
+        given.conv,
+        given.processes,
+    )
+    if recipe is None:
+        cfg = load_toml(config) if config else RunConfig()
+    else:
+        from cnncli.recipe import apply_recipe
+
+        cfg = apply_recipe(RunConfig(), recipe)
+        if config:
+            cfg = overlay_toml(cfg, config)
+    if model is not None:
+        cfg.model = model_preset(model)
+    if augment is not None:
+        cfg = _with_augment(cfg, augment)
+    overrides = dict(overrides)
+    large_batch = overrides.pop("large_batch", None)
+    filters, kernel, stride, padding, pool, batch_norm = conv
+    if any(v is not None for v in (filters, kernel, stride, padding, pool, batch_norm)):
+        overrides["model.conv"] = model_overrides(
+            cfg, int_list(filters, "--filters"), kernel, stride, padding, pool, batch_norm
+        )
+    if processes > 1 and overrides.get("train.shards") is None and cfg.train.shards == 0:
+        overrides["train.shards"] = processes  # recorded, so a resume keeps the data order
+    cfg = merge_overrides(cfg, overrides)
+    if large_batch:
+        cfg.train = large_batch_preset(cfg.train, large_batch)
+        validate(cfg)
+    return cfg
+
+
+def _with_augment(cfg, text: str):
+    from cnncli.augment import PRESETS, parse_ops
+    from cnncli.config import AugmentConfig, ConfigError
+
+    name = text.strip().lower()
+    try:
+        if name in PRESETS:
+            cfg.augment = AugmentConfig(preset=name, ops={})
+        else:
+            cfg.augment = AugmentConfig(preset="none", ops=parse_ops(text))
+    except ValueError as exc:
+        raise ConfigError(f"--augment: {exc}") from None
+    return cfg
+
+
+def with_init(data_dir, given: Given, labels):
+    """(cfg shaped for --init SOURCE and its fine-tuning recipe, the scanned dataset, the
+    resolved source).
+
+    A start from weights brings its own network, preprocessing and recipe
+    (warm_start.configure, which sizes the head-only phase by the training images), so the
+    recipe chosen from the data does not apply; keys the user set (flags, --config) win.
+    """
+    from cnncli import warm_start
+    from cnncli.run import load_run_dataset
+
+    cfg = new_config(given)
+    src = warm_start.resolve(cfg.train.init)
+    dataset = load_run_dataset(data_dir, labels, cfg)
+    images = len(dataset.splits.get("train", []))
+    return warm_start.configure(cfg, src, given.explicit(), images), dataset, src
+
+
+def plan_run(data_dir, given: Given, out, resume, labels):
+    """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
+    from cnncli.run import plan_new_run, plan_resume, write_recipe
+    from cnncli.tblog import tensorboard_missing
+
+    if resume is not None:
+        plan = plan_resume(resume)
+        if plan.cfg.log.tensorboard and tensorboard_missing():
+            raise fail(tensorboard_missing())
+        return plan
+    if (given.overrides or {}).get("train.init"):
+        cfg, dataset, src = with_init(data_dir, given, labels)
+        return plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset, init=src)
+    cfg, dataset, recipe = configure(data_dir, given, labels)
+    if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
+        raise fail(tensorboard_missing())
+    plan = plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset)
+    if recipe is not None:
+        plan.recipe = recipe
+        write_recipe(plan.run_dir, recipe)
+    return plan
