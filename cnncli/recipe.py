@@ -118,9 +118,17 @@ def _input_size(s: DatasetStats) -> Choice:
 
 
 def _channels(s: DatasetStats) -> Choice:
-    if s.grayscale:
+    if s.grayscale and s.gray_share == 1.0:
         return Choice(
             "data.channels", 1, f"all {s.sampled} sampled images are grayscale: 1 channel"
+        )
+    if s.grayscale:
+        colour = round(s.sampled * (1 - s.gray_share))
+        return Choice(
+            "data.channels",
+            1,
+            f"{colour} of {s.sampled} sampled images are colour files, but the "
+            f"{s.colour_checked} checked have gray pixels only: 1 channel",
         )
     if s.sampled == 0:
         return Choice("data.channels", 3, "no image header readable: RGB")

@@ -148,6 +148,32 @@ def test_grayscale_is_detected_from_file_headers(tmp_path):
     assert stats.train_counts == [3, 3] and stats.per_class == 3
 
 
+def test_gray_pictures_saved_as_colour_files_get_one_channel(tmp_path):
+    """X-rays and scans often come as RGB JPEGs/PNGs: their pixels, not their mode, decide."""
+    rng = np.random.default_rng(0)
+    gray_rgb = tmp_path / "gray_rgb"
+    for i in range(6):
+        for cls, ext in (("a", "jpg"), ("b", "png")):
+            plane = rng.integers(0, 255, (30, 40), np.uint8)
+            (gray_rgb / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.stack([plane] * 3, axis=2)).save(gray_rgb / cls / f"{i}.{ext}")
+    stats = dataset_stats(scan_dataset(gray_rgb, val_fraction=0.25))
+    assert stats.gray_share == 0.0 and stats.colour_checked == stats.sampled == 8
+    assert stats.colour_gray == 8 and stats.grayscale
+    channels = choose_recipe(stats).choices
+    reason = next(c.reason for c in channels if c.key == "data.channels")
+    assert choose_recipe(stats).get("data.channels") == 1 and "gray pixels only" in reason
+
+    # A few tinted pictures among them: colour is real, 3 channels.
+    for i in range(3):
+        plane = rng.integers(0, 255, (30, 40), np.uint8)
+        tinted = np.stack([plane, plane, (plane // 2).astype(np.uint8)], axis=2)
+        Image.fromarray(tinted).save(gray_rgb / "a" / f"tinted{i}.png")
+    stats = dataset_stats(scan_dataset(gray_rgb, val_fraction=0.25))
+    assert stats.colour_checked > stats.colour_gray and not stats.grayscale
+    assert choose_recipe(stats).get("data.channels") == 3
+
+
 def test_unreadable_headers_are_skipped_not_fatal(tmp_path):
     for i in range(3):
         _save(tmp_path / "a" / f"{i}.png", "RGB")

@@ -2,7 +2,10 @@
 
 Everything here is cheap: the counts come from the scan's split, and sizes, aspect ratios
 and colour modes come from the headers of a seeded sample of the training images (Pillow
-reads a header without decoding any pixel). Nothing is decoded to choose a recipe.
+reads a header without decoding any pixel). The only pixels read are those of at most
+PIXEL_SAMPLE colour-mode files of that sample, at reduced scale, to see whether they are
+gray images saved as RGB (scans, X-rays, grayscale photos exported as colour JPEGs); the
+data set itself is never decoded to choose a recipe.
 """
 
 from __future__ import annotations
@@ -17,6 +20,13 @@ from cnncli.data.scan import Dataset, seeded_rank
 
 # Header reads are a few tens of microseconds each; this many is well under a second.
 HEADER_SAMPLE = 400
+
+# Colour-mode files whose pixels are checked for colour (decoded at <= 64 px each).
+PIXEL_SAMPLE = 32
+# A pixel is gray when its channels differ by at most this (JPEG rounding, chroma noise).
+GRAY_SPREAD = 12
+# An image is gray when at most this share of its pixels are not.
+COLOUR_PIXELS = 0.002
 
 # Pillow modes whose pixels carry no colour.
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -40,6 +50,9 @@ class DatasetStats:
     median_aspect: float = 1.0
     wide_share: float = 0.0
     gray_share: float = 0.0  # share of sampled files with a grayscale colour mode
+    # Colour-mode files of the sample whose pixels were checked, and how many were gray.
+    colour_checked: int = 0
+    colour_gray: int = 0
     formats: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -61,8 +74,11 @@ class DatasetStats:
 
     @property
     def grayscale(self) -> bool:
-        """Every sampled image is grayscale."""
-        return self.sampled > 0 and self.gray_share == 1.0
+        """Every sampled image is grayscale: by its file mode, or (colour-mode files) by
+        its pixels, every checked one."""
+        if self.sampled == 0:
+            return False
+        return self.gray_share == 1.0 or 0 < self.colour_checked == self.colour_gray
 
     def as_dict(self) -> dict[str, Any]:
         """The statistics plus the derived values, for recipe.json."""
@@ -91,8 +107,31 @@ def header_info(path: Path) -> tuple[int, int, str, str] | None:
         return None
 
 
+def gray_pixels(path: Path) -> bool | None:
+    """Whether a colour-mode image holds only gray pixels (None if it cannot be decoded).
+
+    Decoded at reduced scale (JPEG draft, then a 64 px thumbnail): enough to see colour.
+    """
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.draft("RGB", (64, 64))
+                img = img.convert("RGB")
+                img.thumbnail((64, 64))
+                pixels = np.asarray(img, dtype=np.int16)
+    except Exception:  # the decoder reports broken files; here they are skipped
+        return None
+    spread = pixels.max(axis=2) - pixels.min(axis=2)
+    return float(np.mean(spread > GRAY_SPREAD)) <= COLOUR_PIXELS
+
+
 def dataset_stats(dataset: Dataset, sample: int = HEADER_SAMPLE, seed: int = 0) -> DatasetStats:
-    """Statistics of a scanned dataset: class counts, and sizes/colour of sampled headers."""
+    """Statistics of a scanned dataset: class counts, sizes/colour of sampled headers, and
+    whether the sample's colour-mode files are gray images (at most PIXEL_SAMPLE decoded)."""
     train = dataset.splits.get("train", [])
     counts = [0] * len(dataset.classes)
     for _, label in train:
@@ -105,8 +144,15 @@ def dataset_stats(dataset: Dataset, sample: int = HEADER_SAMPLE, seed: int = 0) 
         multi_label=dataset.multi_label,
     )
     paths = sorted((p for p, _ in train), key=lambda p: (seeded_rank(seed, p), p))[:sample]
-    infos = [i for i in (header_info(dataset.root / p) for p in paths) if i is not None]
-    return add_header_stats(stats, infos)
+    headers = [(p, header_info(dataset.root / p)) for p in paths]
+    infos = [i for _, i in headers if i is not None]
+    stats = add_header_stats(stats, infos)
+    if infos and stats.gray_share < 1.0:
+        colour = [p for p, i in headers if i is not None and i[2] not in _GRAY_MODES]
+        checks = [gray_pixels(dataset.root / p) for p in colour[:PIXEL_SAMPLE]]
+        stats.colour_checked = sum(c is not None for c in checks)
+        stats.colour_gray = sum(c is True for c in checks)
+    return stats
 
 
 def add_header_stats(stats: DatasetStats, infos: list[tuple[int, int, str, str]]) -> DatasetStats:
