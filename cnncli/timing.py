@@ -47,6 +47,32 @@ def read_timing(run_dir: str | Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+class CompileClock:
+    """Seconds jax spends tracing, lowering and compiling while the context is open.
+
+    Counted from jax.monitoring's compile-duration events (a listener registered on entry
+    and removed on exit), so a caller can tell an epoch's compiling from its training.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def _on_event(self, name: str, seconds: float, **_: Any) -> None:
+        if name.startswith("/jax/core/compile/"):
+            self.seconds += seconds
+
+    def __enter__(self) -> CompileClock:
+        import jax.monitoring
+
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import jax.monitoring
+
+        jax.monitoring.unregister_event_duration_listener(self._on_event)
+
+
 class RunTimer:
     """Collects one training session's timings and appends them to RUN/timing.json.
 

@@ -36,6 +36,7 @@ from cnncli.steps import (  # noqa: F401
     step_functions,
     weighted_loss,
 )
+from cnncli.timing import CompileClock
 
 
 class TrainingDiverged(RuntimeError):
@@ -314,67 +315,79 @@ def fit(
     epoch_ends = np.arange(1, t.epochs + 1, dtype=np.int32) * steps - 1
     epoch_lrs = np.asarray(jax.jit(jax.vmap(schedule))(epoch_ends), np.float64)
     session_start = time.perf_counter()
-    for epoch in range(start_epoch + 1, t.epochs + 1):
-        cb.on_epoch_start(epoch, t.epochs, steps)
-        started = time.perf_counter()
-        batches = epoch_batches(train, t.seed, epoch, t.batch_size, shards, t.sampler == "balanced")
-        if feed is None:
-            epoch_key = jax.random.fold_in(base_key, epoch)
-            state, (loss_sum, correct, count) = _train_epoch(
-                train_step, state, train, batches, steps, epoch_key, epoch, cb, placement
+    # Compiling happens in a session's first epoch; the time limit's guess of the next
+    # epoch's length leaves it out (a slow-compiling --time-budget candidate lost epochs).
+    with CompileClock() as compiling:
+        for epoch in range(start_epoch + 1, t.epochs + 1):
+            cb.on_epoch_start(epoch, t.epochs, steps)
+            started, compiled_before = time.perf_counter(), compiling.seconds
+            batches = epoch_batches(
+                train, t.seed, epoch, t.batch_size, shards, t.sampler == "balanced"
             )
-        else:
-            state, (loss_sum, correct, count) = _train_fed_epoch(
-                train_step, state, feed, batches, steps, per_call, base_key, epoch, cb
-            )
-        train_loss, train_acc = loss_sum / max(count, 1.0), correct / max(count, 1.0)
-        lr = float(epoch_lrs[epoch - 1])
-        thresholds = None
-        if multi_label:
-            val_loss, val_acc, val_map, val_probs = _validate_multilabel(
-                eval_step, state, val, t.batch_size, placement
-            )
-            row = MultiLabelRow(epoch, train_loss, train_acc, val_loss, val_acc, lr, val_map)
-        else:
-            val_loss, val_acc = _validate(eval_step, state, val, t.batch_size, placement)
-            row = EpochRow(epoch, train_loss, train_acc, val_loss, val_acc, lr)
-        result.history.append(row)
-        improved = result.best_epoch == 0 or row.score > best_score
-        if improved:
-            result.best_epoch, result.best_val_acc, best_score = epoch, val_acc, row.score
-            if multi_label and len(val):
-                from cnncli.multilabel import tune_thresholds
+            if feed is None:
+                epoch_key = jax.random.fold_in(base_key, epoch)
+                state, (loss_sum, correct, count) = _train_epoch(
+                    train_step, state, train, batches, steps, epoch_key, epoch, cb, placement
+                )
+            else:
+                state, (loss_sum, correct, count) = _train_fed_epoch(
+                    train_step, state, feed, batches, steps, per_call, base_key, epoch, cb
+                )
+            train_loss, train_acc = loss_sum / max(count, 1.0), correct / max(count, 1.0)
+            lr = float(epoch_lrs[epoch - 1])
+            thresholds = None
+            if multi_label:
+                val_loss, val_acc, val_map, val_probs = _validate_multilabel(
+                    eval_step, state, val, t.batch_size, placement
+                )
+                row = MultiLabelRow(epoch, train_loss, train_acc, val_loss, val_acc, lr, val_map)
+            else:
+                val_loss, val_acc = _validate(eval_step, state, val, t.batch_size, placement)
+                row = EpochRow(epoch, train_loss, train_acc, val_loss, val_acc, lr)
+            result.history.append(row)
+            improved = result.best_epoch == 0 or row.score > best_score
+            if improved:
+                result.best_epoch, result.best_val_acc, best_score = epoch, val_acc, row.score
+                if multi_label and len(val):
+                    from cnncli.multilabel import tune_thresholds
 
-                thresholds = tune_thresholds(val_probs, val.labels)
-        result.stopped_early = distributed.broadcast_json(
-            _stop_reason(t, epoch, result.best_epoch, session_start, started, multi_label)
-        )
-        host_state = to_numpy(state)
-        # Never checkpoint (or save as model/) weights that overflowed in the last step.
-        leaves = jax.tree_util.tree_leaves(host_state["params"])
-        if not all(np.isfinite(v).all() for v in leaves) or (
-            len(val) and not math.isfinite(val_loss)
-        ):
-            raise TrainingDiverged(
-                f"the weights overflowed in epoch {epoch} (validation loss {val_loss}); try a "
-                "lower learning rate (--lr) or a smaller batch; the last good checkpoint is kept"
+                    thresholds = tune_thresholds(val_probs, val.labels)
+            result.stopped_early = distributed.broadcast_json(
+                _stop_reason(
+                    t,
+                    epoch,
+                    result.best_epoch,
+                    session_start,
+                    started + (compiling.seconds - compiled_before),
+                    multi_label,
+                )
             )
-        meta = {
-            "history": [r.as_dict() for r in result.history],
-            "best_epoch": result.best_epoch,
-            "stopped": result.stopped_early,
-        }
-        # model/ and metrics.csv first, the checkpoint last: a run killed in between repeats
-        # this epoch on resume and rewrites them with the same bytes.
-        if improved and on_improved is not None:
-            on_improved(host_state, row, *([thresholds] if multi_label else []))
-        cb.on_epoch_end(row, time.perf_counter() - started, improved)
-        on_state = getattr(cb, "on_epoch_state", None)  # e.g. TensorBoard's weight histograms
-        if on_state is not None:
-            on_state(epoch, host_state)
-        checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(row.score) else row.score)
-        if result.stopped_early:
-            break
+            host_state = to_numpy(state)
+            # Never checkpoint (or save as model/) weights that overflowed in the last step.
+            leaves = jax.tree_util.tree_leaves(host_state["params"])
+            if not all(np.isfinite(v).all() for v in leaves) or (
+                len(val) and not math.isfinite(val_loss)
+            ):
+                raise TrainingDiverged(
+                    f"the weights overflowed in epoch {epoch} (validation loss {val_loss}); try a "
+                    "lower learning rate (--lr) or a smaller batch; the last good checkpoint is kept"
+                )
+            meta = {
+                "history": [r.as_dict() for r in result.history],
+                "best_epoch": result.best_epoch,
+                "stopped": result.stopped_early,
+            }
+            # model/ and metrics.csv first, the checkpoint last: a run killed in between repeats
+            # this epoch on resume and rewrites them with the same bytes.
+            if improved and on_improved is not None:
+                on_improved(host_state, row, *([thresholds] if multi_label else []))
+            cb.on_epoch_end(row, time.perf_counter() - started, improved)
+            on_state = getattr(cb, "on_epoch_state", None)  # e.g. TensorBoard's weight histograms
+            if on_state is not None:
+                on_state(epoch, host_state)
+            checkpoints.save(epoch, host_state, meta, 0.0 if math.isnan(row.score) else row.score)
+            if result.stopped_early:
+                break
     final = to_numpy(state)
     result.params, result.stats = final["params"], final["stats"]
     return result
@@ -395,7 +408,8 @@ def _stop_reason(
         what = "mAP" if multi_label else "accuracy"
         return f"no val {what} gain for {t.patience} epochs (--patience)"
     now = time.perf_counter()
-    # Stop when the next epoch (as long as this one) would end past the limit.
+    # Stop when the next epoch (as long as this one, less its compiling: epoch_start is
+    # moved on by that) would end past the limit.
     if t.time_limit and (now - session_start) + (now - epoch_start) > t.time_limit * 60:
         return f"time limit of {t.time_limit:g} min (--time-limit)"
     return ""

@@ -208,3 +208,20 @@ def test_batch_norm_uses_only_the_real_rows_of_a_padded_batch():
     expected_eval = (x - run_mean) / np.sqrt(run_var + network.BN_EPS) * 2.0 + 0.5
     assert none == {}
     np.testing.assert_allclose(np.asarray(y_eval), expected_eval, rtol=1e-4, atol=1e-3)
+
+
+def test_compile_clock_counts_only_compiling_inside_it():
+    """--time-limit's guess of the next epoch leaves out compiling, measured by this clock."""
+    import jax
+    import jax.numpy as jnp
+
+    from cnncli.timing import CompileClock
+
+    f = jax.jit(lambda x: jnp.tanh(x) @ x.T)
+    with CompileClock() as clock:
+        f(jnp.ones((8, 8))).block_until_ready()
+        first = clock.seconds
+        f(jnp.ones((8, 8))).block_until_ready()  # compiled already: nothing added
+    assert first > 0 and clock.seconds == first
+    jax.jit(lambda x: x * 3)(jnp.ones(3)).block_until_ready()  # after the context: not counted
+    assert clock.seconds == first
