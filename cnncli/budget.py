@@ -18,6 +18,7 @@ import dataclasses
 import io
 import math
 import shutil
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 from cnncli.atomic import atomic_write_text
 from cnncli.config import RunConfig, save_toml
 from cnncli.run import CONFIG_FILE, METRICS_FILE, RunPlan, execute_run, plan_new_run
+from cnncli.timing import read_timing
 
 CANDIDATES_FILE = "candidates.csv"
 # Share of the budget spent racing; the winner gets the rest (and keeps its race epochs).
@@ -178,11 +180,33 @@ def _take_over(run_dir: Path, winner: Entry) -> None:
             shutil.copy2(source / name, run_dir / name)
 
 
+def fitting_epochs(epochs: int, done: int, epoch_seconds: list[float], seconds: float) -> int:
+    """The epoch count to finish with: `epochs`, or fewer when the ones still to train, at
+    the median epoch time so far, do not fit in `seconds` (at least one more epoch)."""
+    if done >= epochs or not epoch_seconds:
+        return epochs
+    per_epoch = max(statistics.median(epoch_seconds), 1e-6)
+    return min(epochs, done + max(int(max(seconds, 0.0) // per_epoch), 1))
+
+
 def final_plan(plan: RunPlan, winner: Entry, seconds_left: float) -> RunPlan:
-    """The run folder's plan for the winner's last phase: its config, the time that is left."""
+    """The run folder's plan for the winner's last phase: its config, the time that is left.
+
+    When the winner's remaining epochs do not fit, its epoch count shrinks to what does
+    (and config.toml says so), so the learning-rate schedule ends with the budget instead
+    of being cut off mid-way; the time limit stays as the guard.
+    """
     from cnncli.shapes import layer_table
 
-    cfg = _with_time_limit(winner.cfg, max(seconds_left - OVERHEAD_S, 1.0))
+    assert winner.plan is not None
+    cfg, left = winner.cfg, max(seconds_left - OVERHEAD_S, 1.0)
+    timed = read_timing(winner.plan.run_dir).get("epochs", {})
+    seconds = [float(v) for v in timed.values() if isinstance(v, (int, float))]
+    epochs = fitting_epochs(cfg.train.epochs, len(winner.history), seconds, left)
+    if epochs < cfg.train.epochs:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))
+        save_toml(cfg, plan.run_dir / CONFIG_FILE)  # a resume ends where the schedule does
+    cfg = _with_time_limit(cfg, left)
     d = cfg.data
     layers = layer_table(cfg.model, d.image_size, d.channels, len(plan.dataset.classes))
     return dataclasses.replace(plan, cfg=cfg, layers=layers)

@@ -47,6 +47,11 @@ def race_recipes(plan, given, minutes: float, console):
     info["race"] = {"winner": winner.name, "candidates": [e.row() for e in entries]}
     write_recipe(plan.run_dir, info)
     final = final_plan(plan, winner, left)
+    if final.cfg.train.epochs < winner.cfg.train.epochs:
+        console.print(
+            f"its {winner.cfg.train.epochs} epochs do not fit in the time left: its "
+            f"learning-rate schedule now ends at epoch {final.cfg.train.epochs}"
+        )
     final.recipe = info
     return final
 
