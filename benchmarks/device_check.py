@@ -5,7 +5,7 @@
 
 Prints, in order:
 1. the device, and its memory after start (jax's bytes in use; on a CPU the process RSS);
-2. images/s of the real train step (cnncli.train.step_functions, the reference CNN of
+2. images/s of the real train step (cnncli.steps.step_functions, the reference CNN of
    benchmarks/: 32x32x3, conv 32/64/128 + pool, dense 128, 10 classes, Adam) at each
    batch size, fp32 and bf16, in three ways: `host` (numpy gathers the batch and copies
    it, one step a call: cnn before issue 19), `step` (the split on the device, the step
@@ -170,7 +170,8 @@ def measure_case(args, split, images, labels, key, batch: int, precision: str) -
 
     from cnncli.data.loader import epoch_batches, gather
     from cnncli.model import init_weights
-    from cnncli.train import make_fed_step, make_optimizer, step_functions
+    from cnncli.steps import make_fed_step, step_functions
+    from cnncli.train import make_optimizer
 
     cfg = reference_config(batch, precision, args.size, args.channels)
     params, stats = init_weights(
@@ -187,26 +188,21 @@ def measure_case(args, split, images, labels, key, batch: int, precision: str) -
         step_fn, _ = step_functions(cfg, tx, None)
         return jax.jit(step_fn, donate_argnums=0), make_fed_step(step_fn)
 
+    def first_calls(fed, state):
+        """(state, seconds of the first 1-step call, of the first scan call): with compiling."""
+        seconds = []
+        for count in (1, args.scan):
+            t0 = time.perf_counter()
+            state, m = fed(state, images, labels, rows, mask, 0, 0, key, 1, count=count)
+            jax.block_until_ready(m)
+            seconds.append(time.perf_counter() - t0)
+        return state, *seconds
+
     plain, fed = build()
-    state = jax.tree_util.tree_map(jax.numpy.asarray, fresh)
-    t0 = time.perf_counter()
-    state, m = fed(state, images, labels, rows, mask, 0, 0, key, 1, count=1)
-    jax.block_until_ready(m)
-    cold_step = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    state, m = fed(state, images, labels, rows, mask, 0, 0, key, 1, count=args.scan)
-    jax.block_until_ready(m)
-    cold_scan = time.perf_counter() - t0
-    jax.clear_caches()
+    state, cold_step, cold_scan = first_calls(fed, jax.tree_util.tree_map(jax.numpy.asarray, fresh))
+    jax.clear_caches()  # the second build compiles again, now from the persistent cache
     plain, fed = build()
-    t0 = time.perf_counter()
-    state, m = fed(state, images, labels, rows, mask, 0, 0, key, 1, count=1)
-    jax.block_until_ready(m)
-    warm_step = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    state, m = fed(state, images, labels, rows, mask, 0, 0, key, 1, count=args.scan)
-    jax.block_until_ready(m)
-    warm_scan = time.perf_counter() - t0
+    state, warm_step, warm_scan = first_calls(fed, state)
 
     def run_host(state, i):
         idx, msk = order[i % steps]

@@ -2,7 +2,7 @@
 
 1. images/s of one full fine-tuning step (forward, backward, Adam with the backbone at
    lr / 10) of ResNet-18 at 128 and 160 px, batch 32: cnn's real jitted step
-   (cnncli.train.make_steps, the config `cnn train --init` makes) and the same network in
+   (cnncli.steps.make_steps, the config `cnn train --init` makes) and the same network in
    PyTorch eager (`pip install -e '.[bench]'`; without torch that column is skipped with a
    message). Rounds alternate between the two (rotating who goes first), so a busy machine
    slows both alike; medians and the per-round ratio are printed.
@@ -44,7 +44,8 @@ def cnn_stepper(size: int):
     from cnncli.backbones.registry import IMAGENET_MEAN, IMAGENET_STD
     from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from cnncli.model import init_weights
-    from cnncli.train import make_optimizer, make_steps
+    from cnncli.steps import make_steps
+    from cnncli.train import make_optimizer
 
     model = ModelConfig(
         backbone="resnet18",
@@ -144,7 +145,7 @@ def step_rates(rounds: int, steps: int) -> dict:
     results = {}
     for size in SIZES:
         runners = {name: make(size) for name, make in frameworks.items()}
-        for name, run in runners.items():  # compile / warm up outside the timing
+        for run in runners.values():  # compile / warm up outside the timing
             run(1)
         rates = {name: [] for name in runners}
         order = list(runners)

@@ -38,7 +38,8 @@ class PureLoop:
         from cnncli.data.loader import gather, padded_batches
         from cnncli.model import init_weights
         from cnncli.run import load_split
-        from cnncli.train import make_optimizer, make_steps
+        from cnncli.steps import make_steps
+        from cnncli.train import make_optimizer
 
         cfg = plan.cfg
         bs = cfg.train.batch_size

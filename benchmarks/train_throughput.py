@@ -49,13 +49,14 @@ DENSE = 128
 
 
 def jax_worker(devices: int, batch_norm: bool = False) -> None:
-    """Serve rounds of cnn's real jitted train step (cnncli.train.make_steps)."""
+    """Serve rounds of cnn's real jitted train step (cnncli.steps.make_steps)."""
     import jax
     import numpy as np
 
     from cnncli.config import ConvBlock, DataConfig, ModelConfig, RunConfig, TrainConfig
     from cnncli.model import init_weights
-    from cnncli.train import make_optimizer, make_steps
+    from cnncli.steps import make_steps
+    from cnncli.train import make_optimizer
 
     mesh = None
     if devices > 1:  # data parallel: replicated state, the batch split over host devices

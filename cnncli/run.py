@@ -517,7 +517,8 @@ def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float
     from cnncli.augment import make_augment, resolve_ops
     from cnncli.data.loader import epoch_batches, gather
     from cnncli.plots import plot_lr_finder
-    from cnncli.train import make_optimizer, make_steps
+    from cnncli.steps import make_steps
+    from cnncli.train import make_optimizer
 
     cfg = plan.cfg
     train, _ = load_split(plan, "train")

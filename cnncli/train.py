@@ -24,17 +24,12 @@ from cnncli.data.loader import (
     gather,
     padded_batches,
 )
-
-# The steps live in cnncli/steps.py; these names stay importable from cnncli.train too.
-from cnncli.steps import (  # noqa: F401
-    class_weights_for,
+from cnncli.evaluate import log_softmax
+from cnncli.steps import (
     class_weights_from_counts,
     make_fed_step,
-    make_steps,
     multilabel_class_weights,
-    multilabel_loss,
     step_functions,
-    weighted_loss,
 )
 from cnncli.timing import CompileClock
 
@@ -191,7 +186,7 @@ def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Pl
     sums = np.zeros(3)
     if len(val):
         logits = predict_logits(eval_step, state, val.images, batch_size, placement)
-        log_probs = _log_softmax(logits)
+        log_probs = log_softmax(logits)
         labels = val.labels.astype(np.int64)
         sums[:] = (
             -log_probs[np.arange(len(labels)), labels].astype(np.float64).sum(),
@@ -202,13 +197,6 @@ def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Pl
     if count == 0:
         return float("nan"), float("nan")
     return float(loss_sum / count), float(correct / count)
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log softmax in float64 numpy: jnp's would compile a dozen one-op programs at start."""
-    x = np.asarray(logits, np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def _validate_multilabel(eval_step, state, val: SplitArrays, batch_size: int, placement):

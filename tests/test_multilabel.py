@@ -14,7 +14,7 @@ from cnncli.multilabel import (
     mistaken_rows,
     tune_thresholds,
 )
-from cnncli.train import multilabel_class_weights, multilabel_loss
+from cnncli.steps import multilabel_class_weights, multilabel_loss
 
 
 def _bce(x: float, t: float) -> float:

@@ -15,12 +15,8 @@ from cnncli.cli import app
 from cnncli.config import RunConfig, model_preset
 from cnncli.data.loader import epoch_order
 from cnncli.model import init_weights
-from cnncli.train import (
-    class_weights_for,
-    make_optimizer,
-    make_steps,
-    weighted_loss,
-)
+from cnncli.steps import class_weights_for, make_steps, weighted_loss
+from cnncli.train import make_optimizer
 from tests.conftest import TINY
 
 

@@ -178,7 +178,8 @@ if sys.argv[1] == "configure":
 import jax, numpy as np
 from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cnncli.model import init_weights
-from cnncli.train import make_optimizer, make_steps
+from cnncli.steps import make_steps
+from cnncli.train import make_optimizer
 
 cfg = RunConfig(
     model=ModelConfig(dropout=0.0),
