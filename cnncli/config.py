@@ -323,9 +323,9 @@ def validate(cfg: RunConfig) -> RunConfig:
         block.padding = parse_padding(block.padding)
     _check(all(u >= 1 for u in m.dense), f"model.dense sizes must be >= 1, got {m.dense}")
     if m.backbone:
-        from cnncli.backbones.resnet_spec import arch_of
+        from cnncli.backbones.family import spec_of
 
-        arch_of(m.backbone)
+        spec_of(m.backbone)
     for name, values in (("mean", m.mean), ("std", m.std)):
         _check(
             len(values) in (0, d.channels),

@@ -51,6 +51,12 @@ def head_from_last_conv(
 def feature_names(cfg: ModelConfig, count: int) -> list[str]:
     """Names of forward's feature maps: conv1, conv2, ... or a backbone's stem and stages."""
     if cfg.backbone:
+        from cnncli.backbones.lite_spec import is_lite
+
+        if is_lite(cfg.backbone):
+            from cnncli.backbones.lite import feature_names as lite_names
+
+            return lite_names(cfg.backbone)[:count]
         return ["stem"] + [f"layer{i}" for i in range(1, count)]
     return [f"conv{i}" for i in range(1, count + 1)]
 

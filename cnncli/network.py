@@ -115,7 +115,13 @@ def conv2d(
     too, and the train step measured no faster with the multiply-adds.
     """
     before, after = conv_padding(padding, kernel.shape[0])
-    pads = ((before, after), (before, after))
+    y = conv2d_pads(x, kernel, stride, ((before, after), (before, after)), train=train)
+    return y if bias is None else y + bias
+
+
+def conv2d_pads(x: jax.Array, kernel: jax.Array, stride: int, pads, *, train: bool = False):
+    """conv2d without bias, with explicit ((top, bottom), (left, right)) padding (uneven
+    padding such as TF 'SAME''s included)."""
     k, _, c_in, _ = kernel.shape
     if not train and k * k * c_in <= DIRECT_CONV_MAX_TAPS:
         # Chosen where the program runs, so a multi-platform jax.export stays right too.
@@ -127,7 +133,7 @@ def conv2d(
         )
     else:
         y = _xla_conv(x, kernel, stride, pads)
-    return y if bias is None else y + bias
+    return y
 
 
 # Kernel taps (k * k * input channels) up to which a CPU convolution is written out as
@@ -189,7 +195,7 @@ def _direct_conv_bwd(stride, pads, res, g):
 _direct_conv.defvjp(_direct_conv_fwd, _direct_conv_bwd)
 
 
-def batch_norm(x, params, stats, name, train, mask):
+def batch_norm(x, params, stats, name, train, mask, eps: float = BN_EPS):
     """Batch norm `name` over NHWC x; returns (y, updated running stats, {} unless train).
 
     train=True normalises with the batch's statistics over the real (mask 1) samples and
@@ -217,7 +223,7 @@ def batch_norm(x, params, stats, name, train, mask):
     else:
         mean, var = stats[f"{name}/mean"], stats[f"{name}/var"]
         new = {}
-    gain = jax.lax.rsqrt(var + BN_EPS) * scale
+    gain = jax.lax.rsqrt(var + eps) * scale
     return (x * gain + (bias - mean * gain)).astype(x.dtype), new
 
 
@@ -278,9 +284,11 @@ def trunk(
         mask = jnp.ones((x.shape[0],), jnp.float32)
     bn_train = train if bn_train is None else bn_train
     if cfg.backbone:
-        from cnncli.backbones import resnet
+        from cnncli.backbones import lite, resnet
+        from cnncli.backbones.lite_spec import is_lite
 
-        return resnet.trunk(params, stats, cfg, x, train=train, mask=mask, bn_train=bn_train)
+        family = lite if is_lite(cfg.backbone) else resnet
+        return family.trunk(params, stats, cfg, x, train=train, mask=mask, bn_train=bn_train)
     new_stats: dict[str, jax.Array] = {}
     features = []
     for i, block in enumerate(cfg.conv, start=1):

@@ -85,7 +85,7 @@ def layer_table(
     """
     h, w = size_hw(image_size)
     if model.backbone:
-        from cnncli.backbones.resnet_spec import layer_table as backbone_table
+        from cnncli.backbones.family import layer_table as backbone_table
 
         return backbone_table(model.backbone, h, w, channels, num_classes)
     c = channels
@@ -190,7 +190,7 @@ def param_shapes(
     gives the layout of models saved before that change, which still load.
     """
     if cfg.backbone:
-        from cnncli.backbones.resnet_spec import param_shapes as backbone_shapes
+        from cnncli.backbones.family import param_shapes as backbone_shapes
 
         layer_table(cfg, image_size, channels, num_classes)  # an image too small is an error
         return backbone_shapes(cfg.backbone, channels, num_classes)

@@ -53,6 +53,7 @@ class InitSource:
 def resolve(source: str) -> InitSource:
     """Find SOURCE: an existing path (run/bundle, or timm file/folder) first, then a name."""
     from cnncli.backbones import hub
+    from cnncli.backbones.lite_weights import lookup_packaged, packaged_file
     from cnncli.backbones.registry import PRETRAINED, lookup
     from cnncli.backbones.weights import PICKLE_SUFFIXES
 
@@ -61,6 +62,17 @@ def resolve(source: str) -> InitSource:
         if path.is_dir() and any((p / "model.json").is_file() for p in (path, path / "model")):
             return _from_run(source, path)
         return _from_file(source, path)
+    packaged = lookup_packaged(source)
+    if packaged is not None:
+        return InitSource(
+            source,
+            "packaged",
+            str(packaged_file(packaged)),
+            packaged.arch,
+            packaged.license,
+            packaged.pretrained_cfg(),
+            head_classes=1000,
+        )
     spec = lookup(source)
     if spec is not None:
         file = hub.fetch(spec)
@@ -75,7 +87,7 @@ def resolve(source: str) -> InitSource:
         )
     if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() == ".safetensors":
         raise WeightsError(f"{path}: no such weights file")
-    names = ", ".join(sorted(PRETRAINED))
+    names = ", ".join(sorted({*PRETRAINED, "efficientnet_lite0"}))
     raise WeightsError(
         f"--init {source}: no such file or folder, and not a pretrained backbone name "
         f"(known: {names}); or pass a model.safetensors file or a cnn run folder"
@@ -94,6 +106,17 @@ def _from_file(given: str, path: Path) -> InitSource:
         resolve_file,
     )
 
+    packaged = _packaged_pth(path)
+    if packaged is not None:  # the package's own pinned file, passed by path
+        return InitSource(
+            given,
+            "packaged",
+            str(path),
+            packaged.arch,
+            packaged.license,
+            packaged.pretrained_cfg(),
+            head_classes=1000,
+        )
     file, config_path = resolve_file(path)
     header = read_header(file)
     config = read_config(config_path)
@@ -103,9 +126,23 @@ def _from_file(given: str, path: Path) -> InitSource:
         spec = registered_file(file)
         if spec is not None:
             cfg, licence = spec.pretrained_cfg(), licence or spec.license
-    bias = header.get("fc.bias")
+    bias = header.get("fc.bias") or header.get("classifier.bias")
     head = int(bias["shape"][0]) if isinstance(bias, dict) and bias.get("shape") else 0
     return InitSource(given, "file", str(file), arch, licence, cfg, head_classes=head)
+
+
+def _packaged_pth(path: Path):
+    """The packaged weights whose pinned .pth file `path` is (same SHA-256), or None."""
+    from cnncli.backbones.hub import sha256_of
+    from cnncli.backbones.lite_weights import PACKAGED
+
+    if not path.is_file() or path.suffix.lower() != ".pth":
+        return None
+    size = path.stat().st_size
+    if not 1_000_000 < size < 200_000_000:
+        return None
+    digest = sha256_of(path)
+    return next((s for s in PACKAGED.values() if s.sha256 == digest), None)
 
 
 def _from_run(given: str, path: Path) -> InitSource:
@@ -187,7 +224,8 @@ def configure(cfg, src: InitSource, explicit: set[str], train_images: int = 0):
     d.interpolation = str(pre.get("interpolation", "bilinear"))
     if "data.image_size" not in explicit:
         native = int(pre.get("input_size", [3, 224, 224])[-1])
-        d.image_size = native if accelerator_present() else min(native, CPU_IMAGE_SIZE)
+        lite = src.arch.startswith("efficientnet_lite")  # cheap enough at its own size
+        d.image_size = native if accelerator_present() or lite else min(native, CPU_IMAGE_SIZE)
     if "train.batch_size" not in explicit:
         t.batch_size = 32
     if "train.epochs" not in explicit and not t.freeze:
@@ -246,6 +284,25 @@ def describe(src: InitSource, classes: list[str]) -> list[str]:
     return lines
 
 
+def load_backbone(src: InitSource, channels: int = 3):
+    """SOURCE's pretrained arrays (weights.LoadedWeights): the packaged Lite weights, a timm
+    EfficientNet-Lite or ResNet safetensors file."""
+    from cnncli.backbones.lite_spec import is_lite
+    from cnncli.backbones.weights import load_resnet
+
+    if src.kind == "packaged":
+        from cnncli.backbones.lite_weights import load_packaged, lookup_packaged
+
+        return load_packaged(lookup_packaged(src.arch), channels)
+    if is_lite(src.arch):
+        from cnncli.backbones.lite_weights import load_timm_lite
+        from cnncli.backbones.weights import read_arrays, resolve_file
+
+        path, _ = resolve_file(src.path)
+        return load_timm_lite(path, read_arrays(path), src.arch, channels)
+    return load_resnet(src.path, channels)
+
+
 def load_into(
     src: InitSource,
     params: dict[str, Any],
@@ -258,9 +315,7 @@ def load_into(
     params = {k: np.asarray(v) for k, v in params.items()}
     stats = {k: np.asarray(v) for k, v in stats.items()}
     if src.kind != "run":
-        from cnncli.backbones.weights import load_resnet
-
-        loaded = load_resnet(src.path, channels)
+        loaded = load_backbone(src, channels)
         if loaded.arch != src.arch:
             raise WeightsError(f"{src.path}: holds a {loaded.arch}, the run expects {src.arch}")
         return {**params, **loaded.params}, {**stats, **loaded.stats}

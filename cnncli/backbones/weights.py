@@ -155,6 +155,11 @@ def _to_ours(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
+def read_arrays(path: Path, header: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """Every array of a safetensors file (float32/16/64 or int64), checked."""
+    return _read_arrays(path, read_header(path) if header is None else header)
+
+
 def _read_arrays(path: Path, header: dict[str, Any]) -> dict[str, np.ndarray]:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -179,13 +184,18 @@ def file_arch(
 ) -> str:
     """The ResNet a weights file holds: config.json's architecture when it names one
     (checked against ARCHS), else inferred from the tensor names in the header."""
-    declared = str(config.get("architecture", "") or "")
-    if declared and declared not in ARCHS:
+    from cnncli.backbones.family import KNOWN
+    from cnncli.backbones.lite_weights import infer_lite
+
+    declared = str(config.get("architecture", "") or "").removeprefix("tf_")
+    if declared and declared not in KNOWN:
         raise WeightsError(
             f"{config_path}: architecture {declared!r} is not supported "
-            f"(supported: {', '.join(ARCHS)})"
+            f"(supported: {', '.join(KNOWN)})"
         )
-    return declared or infer_arch([k for k in header if k != "__metadata__"], path)
+    shapes = {k: v.get("shape", []) for k, v in header.items() if isinstance(v, dict)}
+    lite = infer_lite(shapes)
+    return declared or lite or infer_arch([k for k in header if k != "__metadata__"], path)
 
 
 def load_resnet(source: str | Path, channels: int = 3) -> LoadedWeights:

