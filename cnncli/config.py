@@ -136,6 +136,9 @@ class TrainConfig:
     backbone_lr: float = 0.0
     # Batch norm keeps (and uses) its running statistics while fine-tuning (small batches).
     freeze_bn: bool = False
+    # EfficientNet-Lite: fine-tune only the last N blocks (+ head conv and classifier) on
+    # cached activations of the blocks below, batch norm frozen; 0 = every block.
+    tune_blocks: int = 0
 
 
 @dataclass
@@ -377,6 +380,20 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(t.head_epochs >= 0, f"train.head_epochs must be >= 0, got {t.head_epochs}")
     _check(t.backbone_lr >= 0, f"train.backbone_lr must be >= 0, got {t.backbone_lr}")
     _check(not t.freeze or bool(t.init), "train.freeze needs train.init (--init SOURCE)")
+    _check(t.tune_blocks >= 0, f"train.tune_blocks must be >= 0, got {t.tune_blocks}")
+    _check(not (t.tune_blocks and t.freeze), "--tune-blocks and --freeze exclude each other")
+    if t.tune_blocks and (m.backbone or not t.init):  # with --init: once its network is known
+        from cnncli.backbones.lite_spec import blocks, is_lite
+
+        _check(
+            is_lite(m.backbone),
+            "train.tune_blocks (--tune-blocks) needs an EfficientNet-Lite backbone "
+            "(--init efficientnet_lite0)",
+        )
+        _check(
+            t.tune_blocks <= len(blocks(m.backbone)),
+            f"train.tune_blocks must be at most {len(blocks(m.backbone))} for {m.backbone}",
+        )
     _check(0 <= t.seed < 2**32, f"train.seed must be in 0..2^32-1, got {t.seed}")
     _check(
         t.data_placement in DATA_PLACEMENTS,

@@ -322,13 +322,14 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         samples = _Background(
             write_samples, run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed
         )
-    backbone = None
+    backbone = head_fn = None
     if init is not None:
         from cnncli.finetune import prepare
 
         start = prepare(cfg, init, state, latest is not None, classes, train, val, callbacks)
         state, train, val, backbone = start.state, start.train, start.val, start.backbone
-        if cfg.train.freeze:
+        head_fn = start.head
+        if cfg.train.freeze or cfg.train.tune_blocks:
             augment_fn = None  # features are computed once, from the plain images
 
     def save_best(host_state, row, thresholds=None):
@@ -336,8 +337,8 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         if init is not None:
             extra["init"] = init.as_dict()
         params, stats = host_state["params"], host_state["stats"]
-        if backbone is not None:  # --freeze: the frozen backbone, then the trained head
-            params, stats = {**backbone[0], **params}, backbone[1]
+        if backbone is not None:  # --freeze, --tune-blocks: the frozen part, then the trained
+            params, stats = {**backbone[0], **params}, {**backbone[1], **stats}
         if plan.dataset.multi_label:
             extra.update(
                 val_map=row.val_map,
@@ -371,7 +372,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             callbacks=recorder,
             num_classes=len(classes),
             shards=shards,
-            head_only=cfg.train.freeze,
+            head_only=head_fn or cfg.train.freeze,
         )
     finally:
         checkpoints.close()
@@ -435,6 +436,12 @@ def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict
     )
     if cfg.train.freeze:  # only the head trains (finetune.py); the backbone is not state
         params, stats = {k: params[k] for k in ("logits/kernel", "logits/bias")}, {}
+    elif cfg.train.tune_blocks:  # the top blocks and the head (finetune.top_names)
+        from cnncli.finetune import top_names
+
+        keep = top_names(cfg.model, cfg.train.tune_blocks, params)
+        params = {k: params[k] for k in keep}
+        stats = {k: stats[k] for k in top_names(cfg.model, cfg.train.tune_blocks, stats)}
     # One compiled call: eager zeros_like would compile a program per parameter.
     opt = jax.jit(make_optimizer(cfg.train, steps_per_epoch).init)(params)
     return {"params": params, "stats": stats, "opt": opt}

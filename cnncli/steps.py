@@ -94,7 +94,9 @@ def make_steps(
     weights, optimizer state, batch-norm statistics and the loss stay float32. Evaluation
     is float32 (as the saved model predicts).
     With head_only the "images" are a frozen backbone's pooled features (finetune.py) and
-    only the logits layer runs; cfg.train.freeze_bn keeps batch norm on its running stats.
+    only the logits layer runs; head_only may instead be a forward (params, stats, cached,
+    key, train) -> logits over cached activations (finetune.top_forward, --tune-blocks).
+    cfg.train.freeze_bn keeps batch norm on its running stats.
     """
     train_step, eval_step = step_functions(
         cfg, tx, augment_fn, class_weights, multi_label, head_only
@@ -119,7 +121,9 @@ def step_functions(
 
     def loss_terms(params, stats, images_u8, labels, mask, key):
         aug_key, drop_key = jax.random.split(key)
-        if head_only:
+        if callable(head_only):
+            logits, new_stats = head_only(params, stats, images_u8, drop_key, True), {}
+        elif head_only:
             logits, new_stats = network.logits_layer(params, images_u8), {}
         else:
             x = augment_fn(aug_key, images_u8) if augment_fn is not None else images_u8
@@ -152,6 +156,8 @@ def step_functions(
         return {"params": params, "stats": stats, "opt": opt}, (loss_sum, correct, mask.sum())
 
     def eval_step(state, images_u8):
+        if callable(head_only):
+            return head_only(state["params"], state["stats"], images_u8, None, False)
         if head_only:
             return network.logits_layer(state["params"], images_u8)
         logits, _ = network.forward(

@@ -299,7 +299,8 @@ def train(
         str | None,
         Opt(
             "--init",
-            help="Start from weights: a pretrained backbone (resnet18, resnet18.tv_in1k, "
+            help="Start from weights: efficientnet_lite0 (ImageNet, ships with cnn: no "
+            "download), a backbone from the Hub (resnet18, resnet18.tv_in1k, "
             "resnet50; downloaded once, needs cnn[pretrained]), a model.safetensors file or "
             "timm-layout folder (offline), or a cnn run folder (warm start, classes matched "
             "by name).",
@@ -334,6 +335,14 @@ def train(
             "--freeze-bn",
             help="With --init: batch norm keeps its running statistics while fine-tuning "
             "(for small batches).",
+        ),
+    ] = None,
+    tune_blocks: Annotated[
+        int | None,
+        Opt(
+            "--tune-blocks",
+            help="With an EfficientNet-Lite --init: fine-tune only the last N blocks (and the "
+            "head) on cached activations of the blocks below, batch norm frozen; 0 = all.",
         ),
     ] = None,
     find_lr: Annotated[
@@ -423,6 +432,7 @@ def train(
                 "train.head_epochs": head_epochs,
                 "train.backbone_lr": backbone_lr,
                 "train.freeze_bn": freeze_bn,
+                "train.tune_blocks": tune_blocks,
                 "train.precision": precision,
                 "train.data_placement": data_placement,
                 "train.steps_per_dispatch": steps_per_dispatch,

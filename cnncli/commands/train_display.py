@@ -98,6 +98,13 @@ def print_init(plan, console) -> None:
         )
         if plan.cfg.augment.preset != "none" or plan.cfg.augment.ops:
             mode += " (no augmentation: the features come from the plain images)"
+    elif t.tune_blocks:
+        mode = (
+            f"fine-tune the top {t.tune_blocks} blocks: activations below them cached once (the "
+            f"image and its mirror), {t.head_epochs} epoch(s) of the head alone (h1, h2, ...), "
+            f"then {t.epochs} of the top blocks + head, backbone lr {t.backbone_lr or t.lr:g}, "
+            f"head lr {t.lr:g}, batch norm frozen"
+        )
     else:
         mode = (
             f"fine-tune: {t.head_epochs} epoch(s) of the head alone (h1, h2, ...), then "
