@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cnncli.backbones.family import first_conv
 from cnncli.config import ModelConfig
 from cnncli.network import forward, head, max_pool, normalize
 
@@ -114,7 +115,9 @@ def explain_image(
         cam_lowres=np.asarray(cam),
         feature_maps=[np.asarray(f[0]) for f in features],
         layer_names=feature_names(cfg, len(features)),
-        filters=np.asarray(params["conv1/kernel"]),
+        filters=np.asarray(
+            params[f"{first_conv(cfg.backbone) if cfg.backbone else 'conv1'}/kernel"]
+        ),
     )
 
 

@@ -221,17 +221,26 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
         return name
 
-    def conv(self, x: str, params: dict, layer: str, stride: int, padding: str | int) -> str:
+    def conv(self, x: str, params: dict, layer: str, stride: int, padding, group: int = 1) -> str:
+        """A conv; padding as network.conv2d takes it, or ((top, bottom), (left, right))."""
         from cnncli.shapes import conv_padding
 
         kernel = params[f"{layer}/kernel"]  # HWIO -> ONNX's OIHW
-        before, after = conv_padding(padding, kernel.shape[0])
+        if isinstance(padding, tuple):
+            (top, bottom), (left, right) = padding
+        else:
+            top, bottom = left, right = conv_padding(padding, kernel.shape[0])
         w = self.const(f"{layer}/kernel", kernel.transpose(3, 2, 0, 1))
         inputs = [x, w]
         if f"{layer}/bias" in params:  # convs followed by batch norm have none
             inputs.append(self.const(f"{layer}/bias", params[f"{layer}/bias"]))
         return self.op(
-            "Conv", inputs, layer, strides=[stride, stride], pads=[before, before, after, after]
+            "Conv",
+            inputs,
+            layer,
+            strides=[stride, stride],
+            pads=[top, left, bottom, right],
+            group=group,
         )
 
     def dense(self, x: str, params: dict, layer: str) -> str:
@@ -240,7 +249,7 @@ class _Graph:
             "Gemm", [x, kernel, self.const(f"{layer}/bias", params[f"{layer}/bias"])], layer
         )
 
-    def batch_norm(self, x: str, bundle: Bundle, layer: str) -> str:
+    def batch_norm(self, x: str, bundle: Bundle, layer: str, eps: float | None = None) -> str:
         from cnncli.network import BN_EPS
 
         p, s = bundle.params, bundle.stats
@@ -248,7 +257,7 @@ class _Graph:
             self.const(f"{layer}/{k}", (p if k in ("scale", "bias") else s)[f"{layer}/{k}"])
             for k in ("scale", "bias", "mean", "var")
         ]
-        return self.op("BatchNormalization", inputs, layer, epsilon=BN_EPS)
+        return self.op("BatchNormalization", inputs, layer, epsilon=BN_EPS if eps is None else eps)
 
 
 def onnx_model(bundle: Bundle):
@@ -332,9 +341,39 @@ def _conv_graph(g: _Graph, bundle: Bundle, x: str) -> str:
     return x
 
 
+def _lite_graph(g: _Graph, bundle: Bundle, x: str) -> str:
+    """An EfficientNet-Lite trunk (cnncli/backbones/lite.py) as ONNX nodes: each conv with the
+    TF 'SAME' padding of its (fixed) input size, depthwise convs as grouped Conv, ReLU6 as Clip."""
+    from cnncli.backbones.lite_spec import BN_EPS, blocks, same_padding
+
+    low, high = g.const("relu6/min", np.float32(0.0)), g.const("relu6/max", np.float32(6.0))
+    h, w = bundle.image_hw
+
+    def conv_bn(x, conv, bn, k, stride, c_in, c_out, act, hw):
+        pads = (same_padding(hw[0], k, stride), same_padding(hw[1], k, stride))
+        group = c_out if c_in == 1 else 1
+        y = g.batch_norm(g.conv(x, bundle.params, conv, stride, pads, group), bundle, bn, BN_EPS)
+        out = (-(-hw[0] // stride), -(-hw[1] // stride))
+        return (g.op("Clip", [y, low, high], f"{bn}/relu6") if act else y), out
+
+    x, (h, w) = conv_bn(x, "conv_stem", "bn1", 3, 2, 3, 32, True, (h, w))
+    for block in blocks(bundle.model.backbone):
+        shortcut, convs = x, block.convs()
+        for i, (conv, bn, k, stride, c_in, c_out) in enumerate(convs):
+            x, (h, w) = conv_bn(x, conv, bn, k, stride, c_in, c_out, i < len(convs) - 1, (h, w))
+        if block.skip:
+            x = g.op("Add", [x, shortcut], f"{block.prefix}/add")
+    x, _ = conv_bn(x, "conv_head", "bn2", 1, 1, 0, 0, True, (h, w))
+    return x
+
+
 def _backbone_graph(g: _Graph, bundle: Bundle, x: str) -> str:
     """A ResNet trunk (cnncli/backbones/resnet.py) as ONNX nodes: conv + BN pairs, the stem's
     padded 3x3 max pool (ONNX's MaxPool never picks a pad), residual adds."""
+    from cnncli.backbones.lite_spec import is_lite
+
+    if is_lite(bundle.model.backbone):
+        return _lite_graph(g, bundle, x)
     from cnncli.backbones.resnet_spec import (
         POOL_KERNEL,
         POOL_PADDING,

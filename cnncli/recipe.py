@@ -385,6 +385,9 @@ LABELS = {
     "train.label_smoothing": "label smoothing",
     "train.class_weights": "class weights",
     "train.sampler": "sampler",
+    "train.init": "start from",
+    "train.freeze": "backbone frozen",
+    "train.tune_blocks": "blocks fine-tuned",
 }
 
 

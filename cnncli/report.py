@@ -83,6 +83,31 @@ def layer_inputs(rows, input_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return shapes
 
 
+def block_rows(rows):
+    """A backbone's layer rows folded to one row per block (ResNet layerN.i, Lite blocks.s.i):
+    its output, summed params and MACs, and the arithmetic of its strided conv; other rows
+    (stem, head, pooling, logits) as they are. `cnn summary` shows every layer."""
+    from cnncli.shapes import LayerRow
+
+    out: list = []
+    for r in rows:
+        parts = r.name.split(".")
+        key = ".".join(parts[:3]) if parts[0] == "blocks" else ".".join(parts[:2])
+        is_block = parts[0] == "blocks" or (parts[0].startswith("layer") and len(parts) > 2)
+        if not is_block:
+            out.append(r)
+            continue
+        if not out or out[-1].name != key:
+            out.append(LayerRow(key, "block", r.out_shape))
+        last = out[-1]
+        last.out_shape = r.out_shape if r.kind in ("conv", "dwconv", "add") else last.out_shape
+        last.params += r.params
+        last.macs += r.macs
+        if r.formula and "/ 2 +" in r.formula:
+            last.formula = r.formula
+    return out
+
+
 def layers_table(rows, title: str = "network", input_shape: tuple[int, ...] | None = None) -> Table:
     """Layer, (input shape,) output shape, parameters, MACs and the (W - F + 2P)/S + 1 arithmetic.
 

@@ -61,8 +61,10 @@ def _load_source(source: Path | None):
 def _init_source(init: str):
     """(RunConfig, class count or None, description) for --init: a run, a weights file or
     folder (its header names the ResNet), or a backbone name. Nothing is downloaded."""
+    from cnncli.backbones.family import KNOWN
+    from cnncli.backbones.lite_spec import ARCHS as LITE
+    from cnncli.backbones.lite_weights import lookup_packaged
     from cnncli.backbones.registry import lookup
-    from cnncli.backbones.resnet_spec import ARCHS
     from cnncli.config import ConfigError, ModelConfig, RunConfig
     from cnncli.warm_start import CPU_IMAGE_SIZE
 
@@ -73,16 +75,19 @@ def _init_source(init: str):
         from cnncli.warm_start import _from_file
 
         arch, described = _from_file(init, path).arch, f"weights file {path}"
+    elif lookup_packaged(init) is not None:
+        packaged = lookup_packaged(init)
+        arch, described = packaged.arch, f"ImageNet weights from the package {packaged.package}"
     elif lookup(init) is not None:
         spec = lookup(init)
         arch, described = spec.arch, f"{spec.repo}; not downloaded, the table needs none"
-    elif init.strip().lower() in ARCHS:
+    elif init.strip().lower() in KNOWN:
         arch, described = init.strip().lower(), "the architecture"
     else:
         raise ConfigError(f"--init {init}: no such file or folder, and not a backbone name")
     cfg = RunConfig()
     cfg.model = ModelConfig(backbone=arch, dense=[], global_pool=True, dropout=0.0)
-    cfg.data.image_size = CPU_IMAGE_SIZE
+    cfg.data.image_size = LITE[arch].resolution if arch in LITE else CPU_IMAGE_SIZE
     return cfg, None, f"{arch} ({described})"
 
 
@@ -144,7 +149,8 @@ def summary(
         Opt(
             "--init",
             help="A pretrained backbone (resnet18, resnet50, ...), a weights file or a run, "
-            "as `cnn train --init` takes it; nothing is downloaded (default size 160).",
+            "as `cnn train --init` takes it; nothing is downloaded (default size: 224 for "
+            "efficientnet_lite0, 160 for a ResNet).",
         ),
     ] = None,
 ) -> None:

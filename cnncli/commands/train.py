@@ -529,12 +529,13 @@ def _run_training(
 
         console.print(recipe_table(plan.recipe["rows"], "recipe (chosen from the data; flags win)"))
     print_init(plan, console)
-    console.print(
-        layers_table(
-            plan.layers,
-            f"network for {input_text(plan.cfg.data)} input",
-        )
-    )
+    if plan.cfg.model.backbone:  # one row per block; `cnn summary` shows every layer
+        from cnncli.report import block_rows
+
+        title = f"network for {input_text(plan.cfg.data)} input, one row per block"
+        console.print(layers_table(block_rows(plan.layers), title))
+    else:
+        console.print(layers_table(plan.layers, f"network for {input_text(plan.cfg.data)} input"))
 
     outcome = run_with_live_table(
         console,

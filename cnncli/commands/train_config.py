@@ -53,9 +53,9 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
     from cnncli.recipe import choose_recipe, recipe_rows
 
     stats = dataset_stats(dataset, seed=cfg.train.seed)
-    recipe = seed_recipe or choose_recipe(stats)
-    cfg = new_config(given, recipe)
     explicit = given.explicit()
+    recipe = seed_recipe or _pretrained(stats, explicit) or choose_recipe(stats)
+    cfg = new_config(given, recipe)
     info = {
         "recipe": recipe.as_dict(),
         "rows": recipe_rows(recipe, cfg, explicit),
@@ -63,6 +63,18 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
         "stats": stats.as_dict(),
     }
     return cfg, dataset, info
+
+
+def _pretrained(stats, explicit: set[str]):
+    """The pretrained recipe when the data is photo-like and the user chose no network,
+    start or training mode of their own (recipe_pretrained.py); else None."""
+    from cnncli.recipe_pretrained import pretrained_recipe
+    from cnncli.warm_start import accelerator_present
+
+    mine = {"model", "train.init", "train.freeze", "train.tune_blocks"}
+    if explicit & mine:
+        return None
+    return pretrained_recipe(stats, accelerator_present())
 
 
 def new_config(given: Given, recipe=None):
@@ -158,13 +170,24 @@ def plan_run(data_dir, given: Given, out, resume, labels):
         if plan.cfg.log.tensorboard and tensorboard_missing():
             raise fail(tensorboard_missing())
         return plan
-    if (given.overrides or {}).get("train.init"):
+    init = str((given.overrides or {}).get("train.init") or "")
+    if init.strip().lower() == "none":  # no pretrained start: the from-scratch recipe
+        given.overrides = {**given.overrides, "train.init": ""}
+    elif init:
         cfg, dataset, src = with_init(data_dir, given, labels)
         return plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset, init=src)
     cfg, dataset, recipe = configure(data_dir, given, labels)
     if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
         raise fail(tensorboard_missing())
-    plan = plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset)
+    src = None
+    if cfg.train.init:  # the recipe chose the pretrained start
+        from cnncli import warm_start
+
+        src = warm_start.resolve(cfg.train.init)
+        chosen = {c["key"] for c in recipe["recipe"]["choices"]}
+        images = len(dataset.splits.get("train", []))
+        cfg = warm_start.configure(cfg, src, given.explicit() | chosen, images)
+    plan = plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset, init=src)
     if recipe is not None:
         plan.recipe = recipe
         write_recipe(plan.run_dir, recipe)
