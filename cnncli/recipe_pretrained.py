@@ -25,6 +25,7 @@ MIN_GREY_SIDE = 64
 FREEZE_BELOW = 1000
 TUNE_UP_TO = 20000
 TUNE_BLOCKS = 5
+TUNE_EPOCHS = 6
 
 
 def photo_like(s: DatasetStats) -> tuple[bool, str]:
@@ -77,6 +78,14 @@ def pretrained_recipe(s: DatasetStats, accelerator: bool = False) -> Recipe | No
                 "activations of the rest",
             )
         )
+        choices += [
+            Choice("train.epochs", TUNE_EPOCHS, "a fine-tune converges in a few epochs"),
+            Choice("train.batch_size", 64, "batch norm is frozen: larger batches are free"),
+            Choice("train.optimizer", "adamw", "decoupled weight decay for the tuned blocks"),
+            Choice("train.weight_decay", 0.01, "light: the weights start from ImageNet's"),
+            Choice("train.lr", 0.003, "the new head learns fast"),
+            Choice("train.backbone_lr", 0.0003, "the pretrained blocks move 10x slower"),
+        ]
     else:
         choices.append(
             Choice(
