@@ -5,8 +5,9 @@ headers) and returns a Recipe: config values keyed like the TOML ("data.image_si
 the architecture under the key "model" (a preset name of config.model_preset). The rules
 follow what this project measured (docs/results.md): the Fashion-MNIST recipe (two BN conv
 blocks, AdamW, label smoothing, batch 64, flips, 20 epochs) for large small-image sets,
-batch norm, strong augmentation, dropout 0.5 and 40 epochs at batch 32 for a few hundred
-photos, where the fixed defaults overfit.
+batch norm, augmentation and 40 epochs at batch 32 for a few hundred photos, where the
+fixed defaults overfit. No recipe network has a hidden dense layer after its flatten (see
+`_head`: on photos its units died in the first steps and training stalled, issue 24).
 
 `apply_recipe` turns a recipe into a RunConfig, with whatever the user set explicitly (a
 --config file's keys, flags) applied on top by the caller, so explicit values always win.
@@ -51,6 +52,8 @@ class Choice:
             )
         if isinstance(self.value, float):
             return f"{self.value:g}"
+        if isinstance(self.value, list) and self.key == "model.dense":
+            return ", ".join(map(str, self.value)) or "none"
         return str(self.value)
 
 
@@ -151,6 +154,23 @@ def _model(s: DatasetStats, size: int) -> Choice:
     )
 
 
+def _head() -> Choice:
+    """No hidden dense layer after the flatten: the conv features go straight to the logits.
+
+    Issue 24: on a clothing-photo folder the 128 ReLU units after small-bn's 8x8x128 flatten
+    switched off for good in the first 50 steps (96% dead; AdamW moves every weight of a
+    unit by about lr at once, and 8,192 inputs that batch norm keeps positive and near 1 turn
+    that into a jump of several standard deviations of the unit's input), leaving train
+    accuracy at 12-23% for 24 epochs. A linear layer on the features has no unit to lose.
+    """
+    return Choice(
+        "model.dense",
+        [],
+        "none: conv features straight to the class scores (a ReLU layer after the flatten "
+        "lost 96% of its units in 50 steps on photos, and training stalled)",
+    )
+
+
 def _tier(s: DatasetStats) -> str:
     n = s.per_class
     if n < SMALL_SET:
@@ -221,13 +241,6 @@ def _schedule(s: DatasetStats, tier: str) -> list[Choice]:
     small = tier == "small"
     return [
         Choice(
-            "model.dropout",
-            0.5 if small else 0.3,
-            "few images per class: more dropout before the logits"
-            if small
-            else "enough images: the usual dropout",
-        ),
-        Choice(
             "train.epochs",
             epochs,
             f"{s.train_images} training images: {epochs} epochs at most "
@@ -283,7 +296,7 @@ def choose_recipe(s: DatasetStats) -> Recipe:
     size_choice = _input_size(s)
     size = min(size_hw(size_choice.value))
     tier = _tier(s)
-    choices = [size_choice, _channels(s), _model(s, size)]
+    choices = [size_choice, _channels(s), _model(s, size), _head()]
     choices += _augment(s, size, tier) + _schedule(s, tier) + _balance(s)
     return Recipe("auto", choices, note=f"{tier} data set: {s.per_class} images per class")
 
@@ -311,9 +324,8 @@ def candidate_recipes(s: DatasetStats) -> list[Recipe]:
             _replace(
                 auto,
                 "lighter",
-                "less regularisation: lighter augmentation, dropout 0.3",
+                "less regularisation: lighter augmentation",
                 augment__ops=(ops, "lighter augmentation than the automatic recipe"),
-                model__dropout=(0.3, "the usual dropout"),
             )
         )
     if tier == "small":
@@ -374,6 +386,7 @@ LABELS = {
     "data.image_size": "input size",
     "data.channels": "channels",
     "model": "model",
+    "model.dense": "dense layers",
     "augment.ops": "augmentation",
     "model.dropout": "dropout",
     "train.epochs": "epochs",
@@ -388,6 +401,7 @@ LABELS = {
     "train.init": "start from",
     "train.freeze": "backbone frozen",
     "train.tune_blocks": "blocks fine-tuned",
+    "train.backbone_lr": "backbone lr",
 }
 
 
@@ -426,3 +440,58 @@ def recipe_rows(recipe: Recipe, cfg: RunConfig, explicit: set[str]) -> list[dict
             shown = f"patience {c.value}"
         rows.append({"choice": LABELS[c.key], "value": shown, "reason": c.reason})
     return rows
+
+
+# What a restart after the learning check changes (key -> (value, reason)), where the
+# value is less regularisation than the first attempt had.
+_STEP_DOWN_REASONS = {
+    "augment.ops": "augmentation off: the network first has to fit the plain images",
+    "model.dropout": "dropout 0.3, the fixed recipe's",
+    "model.dense": "no hidden dense layer: its ReLU units can switch off for good",
+    "train.label_smoothing": "no label smoothing",
+    "train.class_weights": "no class weights",
+    "train.weight_decay": "weight decay 1e-4, the fixed recipe's",
+    "train.lr": "learning rate 0.001, the fixed recipe's",
+}
+
+
+def step_down(cfg: RunConfig, explicit: set[str]) -> tuple[RunConfig, list[dict[str, Any]]]:
+    """The config of a restart after the learning check fired, and what changed.
+
+    The regularisation the user did not set steps down to the fixed recipe's (augmentation
+    off, dropout 0.3, no label smoothing or class weights, weight decay 1e-4, lr at most
+    0.001) and a hidden dense layer after a flatten goes (its units may have died); the
+    conv layers, input and epochs stay.
+    Returns (cfg, [{"key", "from", "to", "reason"}]); no changes: nothing left to step down.
+    """
+    m, t = cfg.model, cfg.train
+    wanted: dict[str, tuple[Any, Any]] = {}
+    if cfg.augment.ops or cfg.augment.preset != "none":
+        shown = cfg.augment.preset if not cfg.augment.ops else dict(cfg.augment.ops)
+        wanted["augment.ops"] = (shown, {})
+    flatten_head = bool(m.dense) and not m.global_pool and not m.backbone
+    drop_dense = flatten_head and not explicit & {"model", "model.dense"}
+    if drop_dense:
+        wanted["model.dense"] = (list(m.dense), [])
+    if m.dropout > 0.3 and (m.backbone or (m.dense and not drop_dense)):
+        wanted["model.dropout"] = (m.dropout, 0.3)
+    if t.label_smoothing:
+        wanted["train.label_smoothing"] = (t.label_smoothing, 0.0)
+    if t.class_weights != "none":
+        wanted["train.class_weights"] = (t.class_weights, "none")
+    if t.optimizer != "adam" and t.weight_decay > 1e-4:
+        wanted["train.weight_decay"] = (t.weight_decay, 1e-4)
+    if t.lr > 0.001:
+        wanted["train.lr"] = (t.lr, 0.001)
+    changes = [
+        {"key": key, "from": old, "to": new, "reason": _STEP_DOWN_REASONS[key]}
+        for key, (old, new) in wanted.items()
+        if key not in explicit
+    ]
+    data = to_dict(cfg)
+    for change in changes:
+        section, name = change["key"].split(".")
+        data[section][name] = change["to"]
+        if change["key"] == "augment.ops":
+            data["augment"]["preset"] = "none"
+    return from_dict(data), changes
