@@ -25,6 +25,7 @@ SECTIONS = (
     ("data", "Data"),
     ("network", "Network"),
     ("curves", "Training curves"),
+    ("learning", "Learning check"),
     ("confusion", "Confusion matrix"),
     ("per-class", "Per-class precision, recall, F1"),
     ("mistakes", "Most confident mistakes"),
@@ -193,6 +194,62 @@ def _curves(d: ReportData) -> str:
     )
 
 
+def _warning(d: ReportData) -> str:
+    """The one-class / near-the-largest-class warning, at the top of the page."""
+    if not d.warning:
+        return ""
+    return f'<p class="warn"><b>Warning:</b> {esc(d.warning)}</p>'
+
+
+def _learning(d: ReportData) -> str:
+    """The learning check: what it saw, and both attempts when it restarted the run."""
+    line = d.summary.get("not_learning") if isinstance(d.summary, dict) else None
+    parts = []
+    if not d.attempts and not line:
+        return (
+            '<p class="muted">after its first epochs the run was learning (train accuracy '
+            "above the largest class's share, or the loss falling): the check did not fire</p>"
+        )
+    if d.attempts:
+        first = d.attempts[0]
+        parts.append(
+            '<p class="warn">attempt 1 was not learning and was stopped; the run restarted '
+            "from scratch once with less regularisation (attempts.json; attempt 1's config, "
+            f"metrics, curves and model in {esc(first.get('folder', 'attempts/1'))}/)</p>"
+            f"<p>{esc(first.get('not_learning', ''))}</p>"
+        )
+        rows = []
+        for a in d.attempts:
+            changes = a.get("changes") or []
+            what = "; ".join(
+                f"{esc(c.get('key'))}: {esc(json.dumps(c.get('from')))} &rarr; "
+                f"{esc(json.dumps(c.get('to')))}"
+                for c in changes
+            )
+            if a.get("attempt") == 1:
+                acc, epochs = a.get("best_val_acc"), a.get("epochs", "?")
+                train_acc = a.get("train_acc")
+            else:
+                best = max(d.history, key=lambda r: r.get("val_acc", 0.0), default={})
+                acc, epochs = best.get("val_acc"), len(d.history)
+                train_acc = d.history[-1].get("train_acc") if d.history else None
+            rows.append(
+                [
+                    esc(a.get("attempt", "?")),
+                    esc(epochs),
+                    _pct(train_acc) if isinstance(train_acc, float) else "-",
+                    _pct(acc) if isinstance(acc, float) else "-",
+                    what or "-",
+                ]
+            )
+        parts.append(
+            _table(["attempt", "epochs", "last train acc", "best val acc", "changed"], rows)
+        )
+    if line and (not d.attempts or line != d.attempts[0].get("not_learning")):
+        parts.append(f'<p class="warn">{esc(line)}</p>')
+    return "".join(parts)
+
+
 def _confusion(d: ReportData) -> str:
     m = d.metrics
     if m is None:
@@ -309,6 +366,7 @@ def render(d: ReportData, probe_script: str | None = None) -> str:
         "data": _data(d),
         "network": _network(d),
         "curves": _curves(d),
+        "learning": _learning(d),
         "confusion": _confusion(d),
         "per-class": _per_class(d),
         "mistakes": _gallery(d.mistakes, none or "no mistakes on the evaluated images"),
@@ -331,7 +389,8 @@ def render(d: ReportData, probe_script: str | None = None) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>cnn run {esc(d.run_name)}</title><style>{CSS}</style>{probe}</head><body>"
-        f"<h1>cnn run {esc(d.run_name)}</h1><nav>{nav}</nav>{notes}{sections}</body></html>\n"
+        f"<h1>cnn run {esc(d.run_name)}</h1>{_warning(d)}<nav>{nav}</nav>{notes}{sections}"
+        "</body></html>\n"
     )
 
 

@@ -241,6 +241,10 @@ class TrainingDisplay:
             self.task = None
         self._add(row.as_dict(), seconds, improved)
 
+    def on_not_learning(self, line: str) -> None:
+        """The learning check's line (train.fit), printed when it fires."""
+        self.console.print(f"[bold yellow]{escape(line)}[/bold yellow]")
+
 
 def metrics_tables(m) -> list[Table]:
     """Summary, per-class and confusion-matrix tables for an EvalMetrics."""

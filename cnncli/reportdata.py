@@ -76,6 +76,58 @@ class ReportData:
     label_issues: list[Thumb] = field(default_factory=list)
     label_issues_note: str = ""
     notes: list[str] = field(default_factory=list)
+    warning: str = ""  # predictions mostly on one class / accuracy near the largest class's
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # attempts.json's
+
+
+# A model "answers mostly one class" when at least this share of the images of the other
+# classes get that class (at least: predicted - true images of it); its accuracy is "near
+# the largest class's share" within max(5 points, a tenth of the gap to 100 %).
+ONE_CLASS_OTHERS = 2 / 3
+NEAR_MAJORITY = 0.1
+
+
+def prediction_warning(
+    predicted: list[int], true: list[int], classes: list[str], accuracy: float, split: str
+) -> str:
+    """A plain-words warning when a model's predictions on a labelled split fall mostly on
+    one class, or its accuracy is near what always answering the largest class scores; ''
+    when neither holds. predicted / true: images per class (predicted as, labelled as)."""
+    n, total = sum(predicted), sum(true)
+    if n == 0 or total == 0 or len(classes) < 2:
+        return ""
+    top = max(range(len(classes)), key=lambda i: predicted[i])
+    share, true_share = predicted[top] / n, true[top] / total
+    largest = max(range(len(classes)), key=lambda i: true[i])
+    majority = true[largest] / total
+    others = n - true[top] * n / total  # images of the other classes (scaled to n)
+    one_class = others > 0 and (predicted[top] - true[top] * n / total) >= ONE_CLASS_OTHERS * others
+    near = accuracy <= majority + max(0.05, NEAR_MAJORITY * (1.0 - majority))
+    if not (one_class or near):
+        return ""
+    parts = []
+    if one_class:
+        parts.append(
+            f"the model answers '{classes[top]}' for {predicted[top]} of {n} {split} images "
+            f"({100 * share:.0f}%, while {100 * true_share:.0f}% of them are '{classes[top]}')"
+        )
+    if near:
+        than = "no better than" if accuracy <= majority + 0.005 else "barely above"
+        parts.append(
+            f"its {split} accuracy {100 * accuracy:.1f}% is {than} the "
+            f"{100 * majority:.1f}% that always answering the largest class "
+            f"'{classes[largest]}' would score"
+        )
+    verdict = (
+        "it mostly answers one class instead of telling the classes apart"
+        if one_class
+        else "it has learnt little beyond how common each class is"
+    )
+    return (
+        f"{'; '.join(parts)}: {verdict}. Try --recipe fixed, less augmentation and "
+        "regularisation (--augment none --dropout 0.3), more epochs, or check that the labels "
+        "match the images"
+    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -217,6 +269,10 @@ def _layers(cfg, classes: int) -> tuple[list, str]:
 
     d = cfg.data
     rows = layer_table(cfg.model, d.image_size, d.channels, classes)
+    if cfg.model.backbone:  # one row per block (cnn summary shows every layer)
+        from cnncli.report import block_rows
+
+        rows = block_rows(rows)
     shape = (*d.input_hw, d.channels)
     inputs = layer_inputs(rows, shape)
     fmt = "x".join
@@ -248,6 +304,10 @@ def collect(run_dir: str | Path, predictions: Predictions | None = None) -> Repo
         (s.get("path", ""), s.get("reason", "")) for s in data.summary.get("skipped", [])
     ]
     data.history = read_history(run_dir / "metrics.csv")
+    attempts = _read_json(run_dir / "attempts.json").get("attempts")
+    data.attempts = (
+        [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+    )
     data.timing = read_timing(run_dir)
     if (run_dir / "samples.png").is_file():
         data.samples_png = (run_dir / "samples.png").read_bytes()
@@ -257,6 +317,8 @@ def collect(run_dir: str | Path, predictions: Predictions | None = None) -> Repo
     if cfg is not None and dataset is not None:
         data.layers, data.input_shape = _layers(cfg, len(dataset.classes))
     _predictions_part(run_dir, dataset, predictions, data)
+    if data.metrics is None and isinstance(data.summary.get("warning"), str):
+        data.warning = data.summary["warning"]  # the training's own val predictions
     return data
 
 
@@ -302,6 +364,18 @@ def _predictions_part(run_dir: Path, dataset, predictions, data: ReportData) -> 
 
     logp = np.log(np.clip(predictions.probs, 1e-12, 1.0))
     data.metrics = compute_metrics(logp, predictions.labels, bundle.classes)
+    cm = np.asarray(data.metrics.confusion)
+    split = "evaluated"
+    for name, word in (("test", "test"), ("val", "validation")):
+        if predictions.source.startswith(f"the run's {name} split"):
+            split = word
+    data.warning = prediction_warning(
+        [int(v) for v in cm.sum(axis=0)],
+        [int(v) for v in cm.sum(axis=1)],
+        list(data.metrics.classes),
+        float(data.metrics.top1),
+        split,
+    )
     galleries(bundle, predictions, data)
     from cnncli.labelissues import report_thumbs
 

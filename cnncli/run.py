@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -33,6 +34,7 @@ MANIFEST_FILE = "split.csv"
 METRICS_FILE = "metrics.csv"
 RUN_FILE = "run.json"
 RECIPE_FILE = "recipe.json"
+ATTEMPTS_FILE = "attempts.json"
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
 
@@ -61,6 +63,9 @@ class RunPlan:
     info: dict[str, Any] = field(default_factory=dict)
     # The automatic recipe (choices, reasons, the statistics it saw), when one was used.
     recipe: dict[str, Any] | None = None
+    # Stop when the learning check fires (learning_check.py): the caller restarts the run
+    # from scratch with less regularisation (restart_from_scratch).
+    stop_when_not_learning: bool = False
 
 
 def next_run_dir(base: str | Path = "runs", name: str = "train") -> Path:
@@ -134,6 +139,72 @@ def write_recipe(run_dir: Path, recipe: dict[str, Any]) -> None:
     """recipe.json: the automatic recipe's choices and reasons and the statistics behind
     them (the values themselves are in config.toml, which is what a resume reads)."""
     atomic_write_text(run_dir / RECIPE_FILE, json.dumps(recipe, indent=2) + "\n")
+
+
+def restart_from_scratch(
+    plan: RunPlan, outcome: RunOutcome, cfg: RunConfig, changes: list[dict[str, Any]]
+) -> RunPlan:
+    """Keep a run that the learning check stopped as RUN/attempts/1, record both attempts in
+    attempts.json, and plan the run again from scratch with cfg (the stepped-down config).
+
+    The first attempt's config, metrics, curves, samples and model are copied away before
+    its checkpoints go, and config.toml is replaced last: a run killed in between resumes
+    (or restarts) one attempt or the other, never one attempt's weights with the other's
+    config.
+    """
+    import shutil
+
+    from cnncli.shapes import layer_table
+
+    run_dir = plan.run_dir
+    first = run_dir / "attempts" / "1"
+    first.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_FILE, METRICS_FILE, "curves.png", "samples.png", "model"):
+        source = run_dir / name
+        if source.is_dir():
+            shutil.copytree(source, first / name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, first / name)
+    last = outcome.history[-1] if outcome.history else {}
+    attempts = [
+        {
+            "attempt": 1,
+            "folder": "attempts/1",
+            "epochs": len(outcome.history),
+            "best_epoch": outcome.best_epoch,
+            "best_val_acc": outcome.best_val_acc,
+            "train_acc": last.get("train_acc"),
+            "train_loss": last.get("train_loss"),
+            "not_learning": outcome.not_learning,
+        },
+        {"attempt": 2, "folder": ".", "changes": changes},
+    ]
+    write_attempts(run_dir, attempts)
+    for name in ("checkpoints", "model"):
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    for name in (METRICS_FILE, "curves.png", "samples.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    save_toml(cfg, run_dir / CONFIG_FILE)
+    layers = layer_table(
+        cfg.model, cfg.data.image_size, cfg.data.channels, len(plan.dataset.classes)
+    )
+    return dataclasses.replace(plan, cfg=cfg, layers=layers, stop_when_not_learning=False)
+
+
+def write_attempts(run_dir: Path, attempts: list[dict[str, Any]]) -> None:
+    """attempts.json: the learning check's restart, each attempt's outcome and changes."""
+    text = json.dumps({"attempts": attempts}, indent=2, default=str) + "\n"
+    atomic_write_text(run_dir / ATTEMPTS_FILE, text)
+
+
+def read_attempts(run_dir: Path) -> list[dict[str, Any]]:
+    """attempts.json's attempts ([] when the run never restarted)."""
+    try:
+        data = json.loads((Path(run_dir) / ATTEMPTS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    attempts = data.get("attempts") if isinstance(data, dict) else None
+    return attempts if isinstance(attempts, list) else []
 
 
 def plan_resume(run_dir: str | Path) -> RunPlan:
@@ -214,6 +285,8 @@ class RunOutcome:
     val_size: int
     stopped: str = ""
     best_val_map: float | None = None  # multi-label runs: val mAP of the best epoch
+    not_learning: str = ""  # the learning check's line, when it fired
+    val_predicted: list[int] = field(default_factory=list)  # val images per predicted class
 
 
 def load_split(plan: RunPlan, split: str, progress=None, shards=None):
@@ -373,6 +446,7 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
             num_classes=len(classes),
             shards=shards,
             head_only=head_fn or cfg.train.freeze,
+            check=_learning_check(plan, train, shards),
         )
     finally:
         checkpoints.close()
@@ -393,10 +467,29 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         len(val),
     )
     outcome.stopped = result.stopped_early
+    outcome.not_learning = result.not_learning
+    outcome.val_predicted = result.best_val_predicted
     if plan.dataset.multi_label:
         best = next(r for r in result.history if r.epoch == result.best_epoch)
         outcome.best_val_map = best.val_map
     return outcome
+
+
+def _learning_check(plan: RunPlan, train, shards):
+    """The learning check of a single-label run (None for multi-label ones)."""
+    import numpy as np
+
+    from cnncli import distributed
+    from cnncli.learning_check import advice, plan_check
+
+    if plan.dataset.multi_label:
+        return None
+    cfg, classes = plan.cfg, plan.dataset.classes
+    counts = distributed.sum_over_processes(np.bincount(train.labels, minlength=len(classes)))
+    steps = shards.steps(train, cfg.train.batch_size)
+    balanced = cfg.train.sampler == "balanced"
+    stop = plan.stop_when_not_learning
+    return plan_check(counts, classes, steps, balanced, stop, advice(cfg, stop))
 
 
 def write_samples(
@@ -490,6 +583,9 @@ class _MetricsRecorder:
     def on_step(self, step, steps, loss, images_per_s):
         self.timer.first_step()
         self.inner.on_step(step, steps, loss, images_per_s)
+
+    def on_not_learning(self, line):
+        getattr(self.inner, "on_not_learning", lambda line: None)(line)
 
     def on_epoch_end(self, row, seconds, improved):
         self.rows.append(row.as_dict())

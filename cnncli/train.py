@@ -25,6 +25,7 @@ from cnncli.data.loader import (
     padded_batches,
 )
 from cnncli.evaluate import log_softmax
+from cnncli.learning_check import LearningCheck
 from cnncli.steps import (
     class_weights_from_counts,
     make_fed_step,
@@ -92,6 +93,9 @@ class FitResult:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict[str, np.ndarray] = field(default_factory=dict)
     stopped_early: str = ""  # why training stopped before the last epoch, if it did
+    not_learning: str = ""  # the learning check's line, when it fired
+    # How many val images the best epoch's model put in each class (single-label runs).
+    best_val_predicted: list[int] = field(default_factory=list)
 
 
 class Callbacks:
@@ -101,6 +105,7 @@ class Callbacks:
     def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
     def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None: ...
     def on_epoch_end(self, row: EpochRow, seconds: float, improved: bool) -> None: ...
+    def on_not_learning(self, line: str) -> None: ...  # the learning check fired
 
 
 # ---------------------------------------------------------------------------- optimiser
@@ -175,28 +180,35 @@ def predict_logits(
 # ---------------------------------------------------------------------------- fit
 
 
-def _validate(eval_step, state, val: SplitArrays, batch_size: int, placement: Placement):
-    """(mean cross-entropy, accuracy) on the validation split (nan, nan when it is empty).
+def _validate(
+    eval_step, state, val: SplitArrays, batch_size: int, placement: Placement, classes: int
+):
+    """(mean cross-entropy, accuracy, images predicted per class) on the validation split
+    (nan, nan, zeros when it is empty).
 
     Over several processes each scores its own shards on its own device, and the float64
     sums are added up across processes.
     """
     if placement.processes > 1:
         state, placement = jax.device_put(to_numpy(state), jax.local_devices()[0]), None
-    sums = np.zeros(3)
+    sums = np.zeros(3 + classes)
     if len(val):
         logits = predict_logits(eval_step, state, val.images, batch_size, placement)
         log_probs = log_softmax(logits)
         labels = val.labels.astype(np.int64)
-        sums[:] = (
+        predicted = logits.argmax(-1)
+        sums[:3] = (
             -log_probs[np.arange(len(labels)), labels].astype(np.float64).sum(),
-            np.sum(logits.argmax(-1) == labels),
+            np.sum(predicted == labels),
             len(labels),
         )
-    loss_sum, correct, count = distributed.sum_over_processes(sums)
+        sums[3:] = np.bincount(predicted, minlength=classes)[:classes]
+    sums = distributed.sum_over_processes(sums)
+    loss_sum, correct, count = sums[:3]
+    per_class = [int(c) for c in sums[3:]]
     if count == 0:
-        return float("nan"), float("nan")
-    return float(loss_sum / count), float(correct / count)
+        return float("nan"), float("nan"), per_class
+    return float(loss_sum / count), float(correct / count), per_class
 
 
 def _validate_multilabel(eval_step, state, val: SplitArrays, batch_size: int, placement):
@@ -243,6 +255,7 @@ def fit(
     num_classes: int | None = None,
     shards: DataShards | None = None,
     head_only: bool = False,
+    check: LearningCheck | None = None,
 ) -> FitResult:
     """Train from `start_epoch` to cfg.train.epochs, checkpointing after every epoch.
 
@@ -256,6 +269,8 @@ def fit(
     Multi-label mode (multi-hot train.labels): the best epoch has the highest val mAP, and
     on_improved(state, row, thresholds) also gets the per-label thresholds tuned on val.
     head_only: train and val hold pooled features and the state only the logits layer.
+    check: the learning check (learning_check.py), looked at once after check.epoch; when
+    it fires, callbacks.on_not_learning gets its line, and with check.stop the run stops.
     """
     t = cfg.train
     cb = callbacks or Callbacks()
@@ -263,11 +278,11 @@ def fit(
     steps = shards.steps(train, t.batch_size)
     schedule = make_schedule(t, steps)
     multi_label = train.labels.ndim == 2
+    classes = 0 if multi_label else num_classes or int(train.labels.max()) + 1
     weights = None
     if t.class_weights == "auto" and multi_label:
         weights = multilabel_class_weights(train.labels)
     elif t.class_weights == "auto":
-        classes = num_classes or int(train.labels.max()) + 1
         counts = distributed.sum_over_processes(np.bincount(train.labels, minlength=classes))
         weights = class_weights_from_counts(counts)
     step_fn, eval_fn = step_functions(
@@ -330,7 +345,9 @@ def fit(
                 )
                 row = MultiLabelRow(epoch, train_loss, train_acc, val_loss, val_acc, lr, val_map)
             else:
-                val_loss, val_acc = _validate(eval_step, state, val, t.batch_size, placement)
+                val_loss, val_acc, predicted = _validate(
+                    eval_step, state, val, t.batch_size, placement, classes
+                )
                 row = EpochRow(epoch, train_loss, train_acc, val_loss, val_acc, lr)
             result.history.append(row)
             improved = result.best_epoch == 0 or row.score > best_score
@@ -340,16 +357,22 @@ def fit(
                     from cnncli.multilabel import tune_thresholds
 
                     thresholds = tune_thresholds(val_probs, val.labels)
-            result.stopped_early = distributed.broadcast_json(
-                _stop_reason(
-                    t,
-                    epoch,
-                    result.best_epoch,
-                    session_start,
-                    started + (compiling.seconds - compiled_before),
-                    multi_label,
-                )
+                elif not multi_label:
+                    result.best_val_predicted = predicted
+            stop = _stop_reason(
+                t,
+                epoch,
+                result.best_epoch,
+                session_start,
+                started + (compiling.seconds - compiled_before),
+                multi_label,
             )
+            seen = check.verdict(result.history) if check is not None else ""
+            if seen:
+                result.not_learning = check.line(seen)
+                if check.stop:
+                    stop = f"not learning after epoch {epoch} (the learning check)"
+            result.stopped_early = distributed.broadcast_json(stop)
             host_state = to_numpy(state)
             # Never checkpoint (or save as model/) weights that overflowed in the last step.
             leaves = jax.tree_util.tree_leaves(host_state["params"])
@@ -370,6 +393,8 @@ def fit(
             if improved and on_improved is not None:
                 on_improved(host_state, row, *([thresholds] if multi_label else []))
             cb.on_epoch_end(row, time.perf_counter() - started, improved)
+            if seen:
+                getattr(cb, "on_not_learning", lambda line: None)(result.not_learning)
             on_state = getattr(cb, "on_epoch_state", None)  # e.g. TensorBoard's weight histograms
             if on_state is not None:
                 on_state(epoch, host_state)

@@ -471,6 +471,36 @@ def train(
         _run_training(plan, console, json_out, quiet, rank, processes)
 
 
+def _stepped_down(plan):
+    """(config, changes) of the restart the learning check may ask for: runs of the
+    automatic from-scratch recipe only (not a resume, a --time-budget race, --init or
+    multi-label data), and only when some regularisation is left to step down."""
+    from cnncli.recipe import step_down
+
+    recipe = plan.recipe
+    if recipe is None or "race" in recipe or plan.resume or plan.dataset.multi_label:
+        return None
+    if plan.cfg.train.init or plan.info.get("init"):
+        return None
+    cfg, changes = step_down(plan.cfg, set(recipe.get("explicit", [])))
+    return (cfg, changes) if changes else None
+
+
+def _prediction_warning(plan, outcome) -> str:
+    """The end-of-run warning for a model whose val predictions fall on one class or whose
+    val accuracy is near the largest class's share ('' when there is nothing to say)."""
+    from cnncli.data.scan import class_counts
+    from cnncli.reportdata import prediction_warning
+
+    if outcome.finished_before or plan.dataset.multi_label or not outcome.val_predicted:
+        return ""
+    counts = class_counts(plan.dataset)
+    true = [counts[c].get("val", 0) for c in plan.dataset.classes]
+    return prediction_warning(
+        outcome.val_predicted, true, plan.dataset.classes, outcome.best_val_acc, "validation"
+    )
+
+
 def _is_cross_validation(run_dir: Path) -> bool:
     from cnncli.crossval import is_cross_validation
 
@@ -509,9 +539,11 @@ def _run_training(
 ) -> None:
     import json
 
+    from rich.markup import escape
+
     from cnncli.data.scan import class_counts
     from cnncli.report import dataset_table, layers_table
-    from cnncli.run import write_summary
+    from cnncli.run import read_attempts, write_summary
 
     console.print(
         f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
@@ -537,15 +569,28 @@ def _run_training(
     else:
         console.print(layers_table(plan.layers, f"network for {input_text(plan.cfg.data)} input"))
 
-    outcome = run_with_live_table(
-        console,
-        plan,
-        f"[yellow]interrupted; finished epochs are checkpointed. Resume with: cnn train --resume {plan.run_dir}[/yellow]",
+    interrupted = (
+        "[yellow]interrupted; finished epochs are checkpointed. Resume with: "
+        f"cnn train --resume {plan.run_dir}[/yellow]"
     )
+    restart = _stepped_down(plan) if processes == 1 else None
+    plan.stop_when_not_learning = restart is not None
+    outcome = run_with_live_table(console, plan, interrupted)
+    if restart is not None and outcome.stopped.startswith("not learning"):
+        from cnncli.run import restart_from_scratch
+
+        cfg, changes = restart
+        plan = restart_from_scratch(plan, outcome, cfg, changes)
+        shown = "; ".join(c["reason"] for c in changes)
+        console.print(
+            escape(f"restarting from scratch (attempt 2; attempt 1 kept in attempts/1): {shown}")
+        )
+        outcome = run_with_live_table(console, plan, interrupted)
     for path, reason in outcome.skipped:
         console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
     if getattr(outcome, "stopped", ""):
         console.print(f"stopped early: {outcome.stopped}")
+    attempts = read_attempts(plan.run_dir)
     if outcome.finished_before:
         console.print(
             f"run already finished ({len(outcome.history)} epochs); nothing to do. Model: {plan.run_dir / 'model'}"
@@ -561,6 +606,13 @@ def _run_training(
         "already_finished": outcome.finished_before,
         "stopped_early": outcome.stopped,
     }
+    if outcome.not_learning:
+        summary["not_learning"] = outcome.not_learning
+    if attempts:
+        summary["attempts"] = attempts
+    warning = _prediction_warning(plan, outcome)
+    if warning:
+        summary["warning"] = warning
     if plan.dataset.multi_label:  # best_val_acc is then the best epoch's subset accuracy
         summary["multi_label"] = True
         summary["best_val_map"] = outcome.best_val_map
@@ -591,6 +643,8 @@ def _run_training(
             f"best val acc {100 * outcome.best_val_acc:.1f}% at epoch {outcome.best_epoch}; "
             f"{len(outcome.skipped)} file(s) skipped; model saved to [bold]{plan.run_dir / 'model'}[/bold]"
         )
+    if warning:
+        console.print(f"[bold yellow]warning:[/bold yellow] {escape(warning)}")
     if report is not None:
         console.print(f"report: [bold]{report}[/bold]")
     if json_out:
