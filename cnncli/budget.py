@@ -5,7 +5,9 @@ checkpoints, model/), trained on the run's training split and judged on its vali
 split. Each rung gives every surviving candidate the same slice of wall time (so a cheap
 recipe gets more epochs than an expensive one, and both cost the same); the better half by
 best validation accuracy (ties: lower validation loss) goes on, from its checkpoint, to the
-next rung. Racing takes half the budget. The winner's checkpoints, metrics and model are
+next rung, and the fixed-recipe candidate (protected) goes on whatever its rank, so the
+last rung always weighs the winner against it: the race never picks a recipe whose best
+validation accuracy is below the fixed recipe's. Racing takes half the budget. The winner's checkpoints, metrics and model are
 then copied into the run folder, whose config.toml becomes the winner's, and its training
 goes on there for the rest of the budget: a resume of the run folder continues the winner.
 candidates.csv keeps every candidate's outcome.
@@ -50,6 +52,7 @@ class Entry:
     done: bool = False  # finished its epochs or stopped by its patience
     rung: int = 0  # the last rung it ran in (1-based)
     status: str = "racing"
+    protected: bool = False  # never dropped before the last rung (the fixed recipe)
 
     @property
     def score(self) -> tuple[float, float]:
@@ -152,9 +155,7 @@ def race(
             _advance(entry, share, clock, train_callbacks)
             cb.on_slice_end(entry, rung)
             write_candidates(plan.run_dir, entries)
-        ranked = sorted(alive, key=lambda e: e.score, reverse=True)
-        keep = 1 if rung == rungs else math.ceil(len(ranked) / 2)
-        alive, dropped = ranked[:keep], ranked[keep:]
+        alive, dropped = survivors(alive, rung == rungs)
         for entry in dropped:
             entry.status = f"out after rung {rung}"
         cb.on_rung_end(rung, alive, dropped)
@@ -163,6 +164,18 @@ def race(
     write_candidates(plan.run_dir, entries)
     _take_over(plan.run_dir, winner)
     return winner, budget_s - (clock() - start)
+
+
+def survivors(alive: list[Entry], last: bool) -> tuple[list[Entry], list[Entry]]:
+    """(kept, dropped) after a rung: the better half by score, or the best one after the
+    last rung; a protected entry stays for the next rung even when it ranks lower."""
+    ranked = sorted(alive, key=lambda e: e.score, reverse=True)
+    keep = 1 if last else math.ceil(len(ranked) / 2)
+    kept, dropped = ranked[:keep], ranked[keep:]
+    if not last:
+        kept += [e for e in dropped if e.protected]
+        dropped = [e for e in dropped if not e.protected]
+    return kept, dropped
 
 
 def _take_over(run_dir: Path, winner: Entry) -> None:

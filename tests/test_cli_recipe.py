@@ -41,7 +41,7 @@ def test_no_flags_uses_the_recipe_prints_it_and_records_it(runner, tmp_path):
     assert cfg.data.image_size == 16 and cfg.data.channels == 1  # 16x16 gray sources
     assert [b.filters for b in cfg.model.conv] == [32, 64] and cfg.model.conv[0].batch_norm
     assert cfg.augment.ops == {"flip": 0.5}  # 16 px centred objects: flips only
-    assert cfg.model.dropout == 0.5 and cfg.train.optimizer == "adamw"
+    assert cfg.model.dense == [] and cfg.train.optimizer == "adamw"  # no dense units to die
     assert cfg.train.patience > 0
     assert (cfg.train.epochs, cfg.train.batch_size) == (1, 8)  # the flags won
     recipe = json.loads((out / "recipe.json").read_text())
@@ -112,7 +112,10 @@ def test_time_budget_races_candidates_keeps_their_metrics_and_the_winners_model(
     names = [r["name"] for r in rows]
     assert names == ["auto", "stronger", "fixed"]
     assert [r["status"] for r in rows].count("winner") == 1
-    assert sum(r["status"] == "out after rung 1" for r in rows) == 1  # 3 -> 2 -> 1
+    assert sum(r["status"] == "out after rung 1" for r in rows) <= 1  # 3 -> 2 (or 3) -> 1
+    # The fixed recipe races to the last rung whatever its rank after the first.
+    assert next(r for r in rows if r["name"] == "fixed")["status"] in ("winner", "out after rung 2")
+    assert "fixed races to the last rung" in " ".join(result.output.split())
     for r in rows:
         metrics = list(csv.DictReader((out / r["folder"] / "metrics.csv").open()))
         assert len(metrics) == int(r["epochs"]) >= 1

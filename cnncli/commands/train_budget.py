@@ -14,12 +14,15 @@ def race_recipes(plan, given, minutes: float, console):
     from cnncli.run import write_recipe
 
     stats = dataset_stats(plan.dataset, seed=plan.cfg.train.seed)
-    entries, seen = [], set()
+    entries, seen = [], {}
     for recipe in candidate_recipes(stats):
         cfg = new_config(given, recipe)  # the user's flags win in every candidate
         if repr(cfg) not in seen:
-            seen.add(repr(cfg))
-            entries.append(Entry(recipe.name, recipe.note, cfg))
+            seen[repr(cfg)] = Entry(recipe.name, recipe.note, cfg)
+            entries.append(seen[repr(cfg)])
+        # The fixed recipe races to the end (or the candidate that equals it under the
+        # user's flags): the winner is never worse than it on val.
+        seen[repr(cfg)].protected |= recipe.name == "fixed"
     budget = minutes * 60
     console.print(f"run folder: [bold]{plan.run_dir}[/bold]")
     if plan.recipe is not None:
@@ -32,6 +35,12 @@ def race_recipes(plan, given, minutes: float, console):
         console.print(
             f"time budget {minutes:g} min: racing {len(entries)} recipes ({names}) by "
             "successive halving on the val split, half the budget; the best one finishes"
+            + (
+                f" ({next(e.name for e in entries if e.protected)} races to the last rung: "
+                "the winner is never worse than the fixed recipe on val)"
+                if any(e.protected for e in entries)
+                else ""
+            )
         )
         winner, left = race(plan, entries, budget, _RaceDisplay(console))
         console.print(candidates_table([e.row() for e in entries]))
