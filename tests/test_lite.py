@@ -14,6 +14,7 @@ from cnncli import network
 from cnncli.backbones import lite, lite_spec
 from cnncli.backbones.lite_weights import LITE0, load_packaged, package_name, timm_name
 from cnncli.backbones.torch_legacy import package_weights_file
+from cnncli.backbones.weights import WeightsError
 from cnncli.config import ModelConfig
 from tests.lite_reference import REFERENCE, SIZES, reference_inputs
 
@@ -77,12 +78,14 @@ def test_shifted_and_grouped_depthwise_agree():
         b = lite.grouped_depthwise(x, kernel, s, pads)
         assert a.shape == b.shape == (2, -(-h // s), -(-w // s), 8)
         assert np.abs(np.asarray(a - b)).max() < 1e-4
-        ga = jax.grad(lambda x, k_: (lite.shifted_depthwise(x, k_, s, pads) ** 2).sum(), (0, 1))(
-            x, kernel
-        )
-        gb = jax.grad(lambda x, k_: (lite.grouped_depthwise(x, k_, s, pads) ** 2).sum(), (0, 1))(
-            x, kernel
-        )
+        grads = []
+        for form in (lite.shifted_depthwise, lite.grouped_depthwise):
+
+            def energy(x, k_, form=form, s=s, pads=pads):
+                return (form(x, k_, s, pads) ** 2).sum()
+
+            grads.append(jax.grad(energy, (0, 1))(x, kernel))
+        ga, gb = grads
         for u, v in zip(ga, gb, strict=True):
             assert np.abs(np.asarray(u - v)).max() < 1e-3 * (1 + np.abs(np.asarray(v)).max())
 
@@ -141,3 +144,40 @@ def test_real_photos_get_their_imagenet_class(weights):
             hits += list((top5 == index).any(axis=1))
         assert len(hits) == len(files) > 50
         assert np.mean(hits) >= 0.85, (folder, np.mean(hits))
+
+
+@needs_package
+def test_a_timm_safetensors_file_loads_through_the_same_loader(tmp_path):
+    """timm's tf_efficientnet_lite0 layout as a local safetensors file (the offline route for
+    timm's own weights): recognised by its names, loaded strictly, the same arrays."""
+    from safetensors.numpy import save_file
+
+    from cnncli.warm_start import load_backbone, resolve
+
+    loaded = load_packaged()
+    state = {}
+    for ours, array in {**loaded.params, **loaded.stats, **loaded.head}.items():
+        state[timm_name(ours)] = (
+            array.transpose(3, 2, 0, 1)
+            if array.ndim == 4
+            else (array.T if array.ndim == 2 else array)
+        )
+    folder = tmp_path / "tf_efficientnet_lite0"
+    folder.mkdir()
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in state.items()}, str(folder / "model.safetensors")
+    )
+    src = resolve(str(folder))
+    assert src.arch == "efficientnet_lite0" and src.kind == "file" and src.head_classes == 1000
+    again = load_backbone(src)
+    for name, value in loaded.params.items():
+        assert np.array_equal(again.params[name], value), name
+    del state["blocks.6.0.conv_pwl.weight"]
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in state.items()}, str(folder / "model.safetensors")
+    )
+    with pytest.raises(
+        WeightsError,
+        match="no EfficientNet-Lite this version knows: missing array 'blocks.6.0.conv_pwl.weight'",
+    ):
+        load_backbone(resolve(str(folder)))

@@ -221,19 +221,28 @@ def load_packaged(spec: PackagedWeights = LITE0, channels: int = 3) -> LoadedWei
     return loaded
 
 
-def infer_lite(shapes: dict[str, list[int]]) -> str | None:
-    """The Lite variant a timm file holds, from its array names and shapes; None if no Lite."""
+def infer_lite(shapes: dict[str, list[int]], path: Path | None = None) -> str | None:
+    """The Lite variant a timm file holds, from its array names and shapes; None when it is
+    no EfficientNet (no conv_stem), WeightsError naming what is missing when no Lite fits."""
     from cnncli.backbones.lite_spec import ARCHS
 
     if "conv_stem.weight" not in shapes:
         return None
+    closest: list[str] = []
     for arch in ARCHS:
         expected = param_shapes(arch, 3, 1000)
-        names = {timm_name(k) for k in expected if k not in HEAD}
+        names = [timm_name(k) for k in expected if k not in HEAD]
         head = expected["conv_head/kernel"][0]
-        if names <= set(shapes) and list(shapes["conv_head.weight"])[:2] == [head[3], head[2]]:
+        missing = [n for n in names if n not in shapes]
+        if not missing and list(shapes["conv_head.weight"])[:2] == [head[3], head[2]]:
             return arch
-    return None
+        if not closest or len(missing) < len(closest):
+            closest = missing or [f"conv_head.weight of shape {[head[3], head[2], 1, 1]}"]
+    more = f" and {len(closest) - 1} more" if len(closest) > 1 else ""
+    raise WeightsError(
+        f"{path}: an EfficientNet (conv_stem) but no EfficientNet-Lite this version knows: "
+        f"missing array '{closest[0]}'{more}"
+    )
 
 
 def load_timm_lite(

@@ -194,7 +194,7 @@ def file_arch(
             f"(supported: {', '.join(KNOWN)})"
         )
     shapes = {k: v.get("shape", []) for k, v in header.items() if isinstance(v, dict)}
-    lite = infer_lite(shapes)
+    lite = infer_lite(shapes, path)
     return declared or lite or infer_arch([k for k in header if k != "__metadata__"], path)
 
 
