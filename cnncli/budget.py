@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import math
 import shutil
 import statistics
@@ -29,7 +30,7 @@ from typing import Any
 
 from cnncli.atomic import atomic_write_text
 from cnncli.config import RunConfig, save_toml
-from cnncli.run import CONFIG_FILE, METRICS_FILE, RunPlan, execute_run, plan_new_run
+from cnncli.run import CONFIG_FILE, METRICS_FILE, RUN_FILE, RunPlan, execute_run, plan_new_run
 from cnncli.timing import read_timing
 
 CANDIDATES_FILE = "candidates.csv"
@@ -53,6 +54,7 @@ class Entry:
     rung: int = 0  # the last rung it ran in (1-based)
     status: str = "racing"
     protected: bool = False  # never dropped before the last rung (the fixed recipe)
+    init: Any = None  # the pretrained start (warm_start.InitSource) of a pretrained candidate
 
     @property
     def score(self) -> tuple[float, float]:
@@ -141,6 +143,7 @@ def race(
             entry.cfg,
             plan.run_dir / "candidates" / entry.name,
             dataset=plan.dataset,
+            init=entry.init,
         )
     alive = list(entries)
     rungs = max(1, math.ceil(math.log2(len(alive))))
@@ -183,6 +186,11 @@ def _take_over(run_dir: Path, winner: Entry) -> None:
     assert winner.plan is not None
     source = winner.plan.run_dir
     save_toml(winner.cfg, run_dir / CONFIG_FILE)
+    info = json.loads((run_dir / RUN_FILE).read_text())
+    info.pop("init", None)  # the start is the winner's: pretrained or from scratch
+    if winner.init is not None:
+        info["init"] = winner.init.as_dict()
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(info, indent=2) + "\n")
     for name in ("checkpoints", "model"):
         if (run_dir / name).exists():
             shutil.rmtree(run_dir / name)
@@ -222,4 +230,7 @@ def final_plan(plan: RunPlan, winner: Entry, seconds_left: float) -> RunPlan:
     cfg = _with_time_limit(cfg, left)
     d = cfg.data
     layers = layer_table(cfg.model, d.image_size, d.channels, len(plan.dataset.classes))
-    return dataclasses.replace(plan, cfg=cfg, layers=layers)
+    info = {k: v for k, v in plan.info.items() if k != "init"}
+    if winner.init is not None:
+        info["init"] = winner.init.as_dict()
+    return dataclasses.replace(plan, cfg=cfg, layers=layers, info=info)

@@ -133,3 +133,26 @@ def test_summary_shows_tf_same_padding(runner):
     assert table["input"] == [224, 224, 3]
     assert table["layers"][0]["formula"] == "(224 - 3 + 0+1) / 2 + 1 = 112"
     assert table["total_params"] == 4_694_024 - 1_281_000 + 1280 * 10 + 10
+
+
+def test_time_budget_races_the_pretrained_start_against_scratch(runner, photos, tmp_path):
+    """--time-budget on a photo-like folder: the pretrained candidate races the scratch ones;
+    the run folder ends with the winner's start (run.json's init, the model's backbone)."""
+    import csv
+
+    out = tmp_path / "race"
+    flags = ["--image-size", "64", "--epochs", "1", "--batch-size", "8", "--time-budget", "0.05"]
+    result = runner.invoke(app, ["train", str(photos), "--out", str(out), *flags])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "candidates.csv").open()))
+    assert rows[0]["name"] == "pretrained" and "fixed" in [r["name"] for r in rows]
+    winner = next(r for r in rows if r["status"] == "winner")
+    info = json.loads((out / "run.json").read_text())
+    meta = json.loads((out / "model" / "model.json").read_text())
+    if winner["name"] == "pretrained":
+        assert info["init"]["arch"] == "efficientnet_lite0"
+        assert meta["model"]["backbone"] == "efficientnet_lite0"
+    else:
+        assert "init" not in info and meta["model"]["backbone"] == ""
+    pre = json.loads((out / "candidates" / "pretrained" / "model" / "model.json").read_text())
+    assert pre["model"]["backbone"] == "efficientnet_lite0"

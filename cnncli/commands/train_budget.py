@@ -15,6 +15,9 @@ def race_recipes(plan, given, minutes: float, console):
 
     stats = dataset_stats(plan.dataset, seed=plan.cfg.train.seed)
     entries, seen = [], {}
+    pretrained = _pretrained_entry(plan, given, stats)
+    if pretrained is not None:  # photo-like data: ImageNet features race the scratch recipes
+        entries.append(pretrained)
     for recipe in candidate_recipes(stats):
         cfg = new_config(given, recipe)  # the user's flags win in every candidate
         if repr(cfg) not in seen:
@@ -63,6 +66,25 @@ def race_recipes(plan, given, minutes: float, console):
         )
     final.recipe = info
     return final
+
+
+def _pretrained_entry(plan, given, stats):
+    """The pretrained candidate (recipe_pretrained.py) for photo-like data when the user chose
+    no network or start of their own; else None."""
+    from cnncli import warm_start
+    from cnncli.budget import Entry
+    from cnncli.commands.train_config import new_config, pretrained_for
+
+    explicit = given.explicit()
+    recipe = pretrained_for(stats, explicit)
+    if recipe is None:
+        return None
+    cfg = new_config(given, recipe)
+    src = warm_start.resolve(cfg.train.init)
+    chosen = {c.key for c in recipe.choices}
+    images = len(plan.dataset.splits.get("train", []))
+    cfg = warm_start.configure(cfg, src, explicit | chosen, images)
+    return Entry(recipe.name, recipe.note, cfg, init=src)
 
 
 class _RaceDisplay:

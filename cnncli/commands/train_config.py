@@ -54,7 +54,7 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
 
     stats = dataset_stats(dataset, seed=cfg.train.seed)
     explicit = given.explicit()
-    recipe = seed_recipe or _pretrained(stats, explicit) or choose_recipe(stats)
+    recipe = seed_recipe or pretrained_for(stats, explicit) or choose_recipe(stats)
     cfg = new_config(given, recipe)
     info = {
         "recipe": recipe.as_dict(),
@@ -65,7 +65,7 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
     return cfg, dataset, info
 
 
-def _pretrained(stats, explicit: set[str]):
+def pretrained_for(stats, explicit: set[str]):
     """The pretrained recipe when the data is photo-like and the user chose no network,
     start or training mode of their own (recipe_pretrained.py); else None."""
     from cnncli.recipe_pretrained import pretrained_recipe
