@@ -41,7 +41,7 @@ def test_no_flags_uses_the_recipe_prints_it_and_records_it(runner, tmp_path):
     assert cfg.data.image_size == 16 and cfg.data.channels == 1  # 16x16 gray sources
     assert [b.filters for b in cfg.model.conv] == [32, 64] and cfg.model.conv[0].batch_norm
     assert cfg.augment.ops == {"flip": 0.5}  # 16 px centred objects: flips only
-    assert cfg.model.dense == [] and cfg.train.optimizer == "adamw"  # no dense units to die
+    assert cfg.model.dropout == 0.5 and cfg.train.optimizer == "adamw"
     assert cfg.train.patience > 0
     assert (cfg.train.epochs, cfg.train.batch_size) == (1, 8)  # the flags won
     recipe = json.loads((out / "recipe.json").read_text())

@@ -38,7 +38,7 @@ def test_large_28px_grayscale_set_is_not_upscaled_and_gets_one_channel():
     assert r["data.channels"] == 1
     assert r["model"] == "compact"
     assert r["augment.ops"] == {"flip": 0.5}  # plenty of data: flips only
-    assert r["model.dense"] == [] and r["train.epochs"] == 20
+    assert "model.dense" not in r and r["model.dropout"] == 0.3 and r["train.epochs"] == 20
     assert r["train.batch_size"] == 64 and r["train.lr"] == pytest.approx(0.002)
 
 
@@ -86,8 +86,8 @@ def test_every_choice_has_a_reason_and_applies_to_a_valid_config():
     cfg = apply_recipe(RunConfig(), recipe)
     assert cfg.data.image_size == 28 and cfg.data.channels == 1
     assert [b.filters for b in cfg.model.conv] == [32, 64]
-    # The features go straight to the logits (the preset's dense 256 is dropped).
-    assert all(b.batch_norm for b in cfg.model.conv) and cfg.model.dense == []
+    assert all(b.batch_norm for b in cfg.model.conv) and cfg.model.dense == [256]
+    assert cfg.model.dropout == 0.5  # the recipe's dropout, not the preset's
     assert cfg.augment.preset == "none" and cfg.augment.ops == {"flip": 0.5}
     assert cfg.train.optimizer == "adamw" and cfg.train.label_smoothing == pytest.approx(0.1)
     rows = recipe_rows(recipe, cfg, explicit={"train.epochs"})
