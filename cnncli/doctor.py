@@ -1,9 +1,9 @@
 """Dataset health check without training: unreadable files, duplicates, leaks, balance, sizes.
 
 `check_dataset` decodes every file once (in worker processes) through the shared decode
-path and returns a DoctorReport; `quick_check` is the part cheap enough to run before every
-training run (exact duplicates only, hashing just the files whose byte sizes collide).
-Nothing here prints.
+path, compares the pictures by pretrained features (cnncli.near_duplicates) and returns a
+DoctorReport; `quick_check` is the part cheap enough to run before every training run
+(identical files only, hashing just the files whose byte sizes collide). Nothing here prints.
 """
 
 from __future__ import annotations
@@ -19,19 +19,27 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from cnncli.data.cache import default_workers, process_pool, submit_all
 from cnncli.data.decode import DecodeError, open_image
 from cnncli.data.scan import Dataset, label_name
 from cnncli.duplicates import (
-    NEAR_DISTANCE,
     DuplicateGroup,
-    dhash,
+    Link,
     exact_links,
     file_sha256,
     group_links,
-    near_pairs,
+    sort_groups,
+)
+from cnncli.near_duplicates import (
+    NearPair,
+    NearRule,
+    image_features,
+    look_identical,
+    similar_pairs,
+    star_groups,
 )
 
 # Images whose shorter side is below this many pixels are reported as tiny.
@@ -54,7 +62,6 @@ class FileCheck:
     width: int | None = None
     height: int | None = None
     mode: str | None = None  # the stored colour mode, before conversion (e.g. P, CMYK, I;16)
-    dhash: int | None = None  # 64-bit difference hash; None for flat or unreadable images
     problem: str | None = None  # unreadable | empty | not-an-image | corrupt | too-large | tiny
     reason: str | None = None
 
@@ -66,7 +73,8 @@ class FileCheck:
 
 @dataclass
 class DoctorReport:
-    """Everything `cnn doctor` found; `hurts_training` decides the exit code."""
+    """Everything `cnn doctor` found; `hurts_training` (certain problems only) decides the
+    exit code."""
 
     root: str
     layout: str
@@ -76,7 +84,7 @@ class DoctorReport:
     files: list[FileCheck] = field(default_factory=list)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
-    near_distance: int = NEAR_DISTANCE
+    near_rule: NearRule | None = None  # None: near-duplicates were not looked for
 
     @property
     def unreadable(self) -> list[FileCheck]:
@@ -90,13 +98,18 @@ class DoctorReport:
 
     @property
     def leaks(self) -> list[DuplicateGroup]:
-        """Duplicate groups that span splits."""
-        return [g for g in self.duplicates if g.leak]
+        """Groups of identical files that span splits."""
+        return [g for g in self.duplicates if g.certain and g.leak]
 
     @property
     def conflicts(self) -> list[DuplicateGroup]:
-        """Duplicate groups with more than one label."""
-        return [g for g in self.duplicates if g.conflict]
+        """Groups of identical files with more than one label."""
+        return [g for g in self.duplicates if g.certain and g.conflict]
+
+    @property
+    def near(self) -> list[DuplicateGroup]:
+        """Near-duplicate groups: for a person to check, never an error on their own."""
+        return [g for g in self.duplicates if not g.certain]
 
     @property
     def imbalance(self) -> float | None:
@@ -108,7 +121,7 @@ class DoctorReport:
 
     @property
     def hurts_training(self) -> bool:
-        """Leaks, conflicting labels or unreadable files: worth exit code 1."""
+        """Identical files across splits or classes, or unreadable files: exit code 1."""
         return bool(self.leaks or self.conflicts or self.unreadable)
 
     def sizes(self) -> dict[str, Any]:
@@ -164,11 +177,14 @@ class DoctorReport:
             "duplicates": [g.to_dict() for g in self.duplicates],
             "leaks": len(self.leaks),
             "conflicts": len(self.conflicts),
+            "near_groups": len(self.near),
+            "near_leaks": sum(g.leak for g in self.near),
+            "near_conflicts": sum(g.conflict for g in self.near),
             "ignored": [{"path": p, "reason": r} for p, r in self.ignored],
             "sizes": self.sizes(),
             "modes": self.modes(),
             "mixed_modes": self.mixed_modes(),
-            "near_distance": self.near_distance,
+            "near_rule": self.near_rule.to_dict() if self.near_rule else None,
             "hurts_training": self.hurts_training,
         }
 
@@ -216,7 +232,6 @@ def inspect_file(root: str, relpath: str, min_side: int = MIN_SIDE) -> dict[str,
     except DecodeError as exc:
         return {**out, "problem": problem_kind(exc.reason), "reason": exc.reason}
     out.update(_header(path))
-    out["dhash"] = dhash(img)
     width, height = out.get("width") or img.width, out.get("height") or img.height
     if min(width, height) < min_side:
         out["problem"] = "tiny"
@@ -294,12 +309,14 @@ def _items(dataset: Dataset) -> list[tuple[str, str, str]]:
 def check_dataset(
     dataset: Dataset,
     *,
-    near_distance: int = NEAR_DISTANCE,
+    near: NearRule | None = NearRule(),
     min_side: int = MIN_SIDE,
     workers: int | None = None,
     progress: Progress | None = None,
+    near_progress: Progress | None = None,
 ) -> DoctorReport:
-    """Decode and hash every file of a scanned dataset; near_distance < 0 skips near-duplicates."""
+    """Decode and hash every file of a scanned dataset, then (unless near is None) compare
+    the pictures by pretrained features; near_progress follows that second pass."""
     items = _items(dataset)
     found = inspect_files(
         dataset.root,
@@ -314,8 +331,12 @@ def check_dataset(
     ]
     keys = [f.sha256 if f.readable else None for f in files]
     links = exact_links(keys)
-    hashed = [(i, f.dhash) for i, f in enumerate(files) if f.readable and f.dhash is not None]
-    links += near_pairs(hashed, near_distance)
+    near_groups: list[DuplicateGroup] = []
+    if near is not None:
+        pixel_links, near_groups = _near_duplicates(
+            dataset.root, items, files, links, near, near_progress
+        )
+        links += pixel_links
     counts: dict[str, dict[str, int]] = {
         c: dict.fromkeys(dataset.splits, 0) for c in dataset.classes
     }
@@ -332,10 +353,58 @@ def check_dataset(
         counts=counts,
         usable=usable,
         files=files,
-        duplicates=group_links(items, links, keys),
+        duplicates=sort_groups(group_links(items, links, keys) + near_groups),
         ignored=list(dataset.ignored),
-        near_distance=near_distance,
+        near_rule=near,
     )
+
+
+def _near_duplicates(
+    root: Path,
+    items: list[tuple[str, str, str]],
+    files: list[FileCheck],
+    exact: list[Link],
+    rule: NearRule,
+    progress: Progress | None,
+) -> tuple[list[Link], list[DuplicateGroup]]:
+    """(links between files with identical pixels, near-duplicate groups).
+
+    One file of each group of identical files is compared (the others are the same bytes).
+    """
+    copies = {b for _, b, _ in exact}
+    unique = [i for i, f in enumerate(files) if f.readable and i not in copies]
+    features = image_features(root, [files[i].path for i in unique], progress=progress)
+    same: list[Link] = [
+        (unique[a], unique[b], 0)
+        for a, b in look_identical(features)
+        if _same_pixels(root / files[unique[a]].path, root / files[unique[b]].path)
+    ]
+    # Files with the same pixels are one picture, as identical bytes are: the first stands in.
+    stand_in = {b: a for a, b, _ in same}
+    pairs = [
+        NearPair(unique[p.i], unique[p.j], p.similarity, p.detail)
+        for p in similar_pairs(features, rule)
+        if unique[p.i] not in stand_in and unique[p.j] not in stand_in
+    ]
+    groups = []
+    for rep, members in star_groups(pairs):
+        groups.append(
+            DuplicateGroup(
+                "near",
+                [items[rep]] + [items[m] for m, _ in members],
+                [None] + [(p.similarity, p.detail) for _, p in members],
+            )
+        )
+    return same, groups
+
+
+def _same_pixels(a: Path, b: Path) -> bool:
+    """Both files decode to the same pixels (full size, no drafting)."""
+    try:
+        first, second = open_image(a), open_image(b)
+    except DecodeError:
+        return False
+    return first.size == second.size and np.array_equal(np.asarray(first), np.asarray(second))
 
 
 def quick_check(dataset: Dataset) -> list[DuplicateGroup]:

@@ -1,38 +1,41 @@
-"""Finding duplicate images: content hashes, a perceptual hash (dHash) and linked groups.
+"""Duplicate images and how sure we are: identical files (certain) and near-duplicates (check).
 
-Exact duplicates share their bytes (SHA-256); near-duplicates are decoded pictures whose
-64-bit difference hashes differ in at most a few bits. Linked files form groups, and a group
-that spans classes (conflicting labels) or splits (a leak) is what hurts training.
+Identical files share their bytes (SHA-256) or their decoded pixels; that is certain, and a
+group of them that spans classes (conflicting labels) or splits (a leak) must be fixed.
+Near-duplicates (cnncli.near_duplicates: the same picture re-encoded, resized, cropped,
+rotated, brightened or framed) are a judgement from pretrained features: a person should
+look at them, so they never make a check fail on their own.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
-# Perceptual hashes at most this many bits apart (of 64) count as near-duplicates.
-NEAR_DISTANCE = 4
-# A dHash thumbnail with less contrast than this (grey levels) is flat: every flat image
-# hashes alike, so flat images take part in exact matching only.
-_FLAT_RANGE = 3
-
-# A link (i, j, bits): files i and j are the same picture, their hashes `bits` apart.
+# A link (i, j, 0): files i and j are the same picture (the last field is kept for callers).
 Link = tuple[int, int, int]
+
+CERTAIN_KINDS = ("exact", "pixels")
+_WHAT = {"exact": "identical files", "pixels": "identical pixels", "near": "near-duplicates"}
 
 
 @dataclass
 class DuplicateGroup:
-    """Files with the same bytes (exact) or nearly the same picture (near)."""
+    """Files with the same bytes (exact), the same decoded pixels (pixels) or nearly the same
+    picture (near: the representative first, each other file compared with it)."""
 
-    kind: str  # "exact" or "near"
+    kind: str  # "exact", "pixels" or "near"
     files: list[tuple[str, str, str]]  # (path, split, class)
-    distance: int = 0  # largest perceptual-hash distance between linked files
+    # near: (similarity, detail) of each file with the representative; None for the rep.
+    scores: list[tuple[float, float] | None] = field(default_factory=list)
+
+    @property
+    def certain(self) -> bool:
+        """Identical bytes or pixels: no judgement needed."""
+        return self.kind in CERTAIN_KINDS
 
     @property
     def classes(self) -> list[str]:
@@ -54,32 +57,55 @@ class DuplicateGroup:
         """The same picture sits in more than one split (train and val/test)."""
         return len(self.splits) > 1
 
+    @property
+    def similarity(self) -> float | None:
+        """The lowest similarity of a member with the representative (near groups)."""
+        values = [s[0] for s in self.scores if s is not None]
+        return min(values) if values else None
+
     def describe(self) -> str:
-        """One line: what is wrong and which files."""
-        what = {"exact": "identical files", "near": "near-duplicate images"}[self.kind]
+        """One line: what is wrong, how sure, and which files."""
         issues = [w for w, on in (("conflicting labels", self.conflict), ("leak", self.leak)) if on]
         head = " and ".join(issues) if issues else "duplicates"
-        members = ", ".join(f"{p} ({s}, {c})" for p, s, c in self.files)
-        return f"{head}: {what}: {members}"
+        if self.certain:
+            members = ", ".join(f"{p} ({s}, {c})" for p, s, c in self.files)
+            return f"{head}: {_WHAT[self.kind]}: {members}"
+        (rep, split, label), rest = self.files[0], self.files[1:]
+        others = ", ".join(
+            f"{p} ({s}, {c}) {score[0]:.2f}"
+            for (p, s, c), score in zip(rest, self.scores[1:], strict=True)
+            if score is not None
+        )
+        return f"check, {head}: near-duplicates of {rep} ({split}, {label}): {others}"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form; near groups give each file's similarity with the first."""
+        files = []
+        scores = self.scores or [None] * len(self.files)
+        for (path, split, label), score in zip(self.files, scores, strict=True):
+            entry: dict[str, Any] = {"path": path, "split": split, "class": label}
+            if score is not None:
+                entry["similarity"], entry["detail"] = round(score[0], 4), round(score[1], 4)
+            files.append(entry)
+        out = {
             "kind": self.kind,
+            "certain": self.certain,
             "conflict": self.conflict,
             "leak": self.leak,
-            "distance": self.distance,
-            "files": [{"path": p, "split": s, "class": c} for p, s, c in self.files],
+            "files": files,
         }
+        if not self.certain:
+            rep = self.files[0][0]
+            out["pairs"] = [
+                {"a": rep, "b": f["path"], "similarity": f["similarity"], "detail": f["detail"]}
+                for f in files[1:]
+            ]
+        return out
 
 
-def dhash(img: Image.Image) -> int | None:
-    """64-bit difference hash of a decoded image; None when it is flat (no gradients)."""
-    small = np.asarray(img.convert("L").resize((9, 8), Image.Resampling.BOX), np.int16)
-    if int(small.max()) - int(small.min()) < _FLAT_RANGE:
-        return None
-    bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+def sort_groups(groups: list[DuplicateGroup]) -> list[DuplicateGroup]:
+    """Certain before near; harmful (conflict, leak) first within each; then by first path."""
+    return sorted(groups, key=lambda g: (not g.certain, not (g.conflict or g.leak), g.files[0][0]))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -88,45 +114,15 @@ def file_sha256(path: str | Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _popcount(values: np.ndarray) -> np.ndarray:
-    as_bytes = values.astype(">u8").view(np.uint8).reshape(-1, 8)
-    return np.unpackbits(as_bytes, axis=1).sum(axis=1)
-
-
-def near_pairs(hashes: list[tuple[int, int]], distance: int) -> list[Link]:
-    """Links between (index, hash) pairs at most `distance` bits apart (multi-index hashing).
-
-    Two 64-bit hashes within d bits agree exactly on at least one of d + 1 bit bands, so only
-    files sharing a band are compared.
-    """
-    if distance < 0 or len(hashes) < 2:
-        return []
-    bands = min(distance + 1, 64)
-    edges = [round(64 * b / bands) for b in range(bands + 1)]
-    candidates: set[tuple[int, int]] = set()
-    for lo, hi in zip(edges, edges[1:], strict=False):
-        buckets: dict[int, list[int]] = defaultdict(list)
-        mask = (1 << (hi - lo)) - 1
-        for index, value in hashes:
-            buckets[(value >> lo) & mask].append(index)
-        for members in buckets.values():
-            candidates.update((a, b) for k, a in enumerate(members) for b in members[k + 1 :])
-    value_of = dict(hashes)
-    pairs = sorted(candidates)
-    if not pairs:
-        return []
-    left = np.array([value_of[a] for a, _ in pairs], np.uint64)
-    right = np.array([value_of[b] for _, b in pairs], np.uint64)
-    bits = _popcount(left ^ right)
-    return [(a, b, int(d)) for (a, b), d in zip(pairs, bits, strict=True) if d <= distance]
-
-
 def group_links(
     items: list[tuple[str, str, str]],
     links: list[Link],
     exact_keys: list[str | None],
 ) -> list[DuplicateGroup]:
-    """Connected groups of linked files; 'exact' when every member has the same bytes."""
+    """Groups of identical files ('exact' when all bytes match, else 'pixels').
+
+    Being identical is transitive, so linked files form one group (union-find).
+    """
     parent = list(range(len(items)))
 
     def find(i: int) -> int:
@@ -137,26 +133,18 @@ def group_links(
 
     for a, b, _ in links:
         parent[find(b)] = find(a)
-    widest: dict[int, int] = defaultdict(int)
-    for a, _, bits in links:
-        widest[find(a)] = max(widest[find(a)], bits)
     members: dict[int, list[int]] = defaultdict(list)
     for i in range(len(items)):
         members[find(i)].append(i)
-    groups = []
-    for root, indices in members.items():
-        if len(indices) < 2:
-            continue
-        exact = len({exact_keys[i] for i in indices}) == 1
-        groups.append(
-            DuplicateGroup(
-                "exact" if exact else "near",
-                [items[i] for i in indices],
-                0 if exact else widest[root],
-            )
+    groups = [
+        DuplicateGroup(
+            "exact" if len({exact_keys[i] for i in indices}) == 1 else "pixels",
+            [items[i] for i in indices],
         )
-    # Harmful groups first, then by first path, so reports are stable.
-    return sorted(groups, key=lambda g: (not (g.conflict or g.leak), g.files[0][0]))
+        for indices in members.values()
+        if len(indices) > 1
+    ]
+    return sort_groups(groups)
 
 
 def exact_links(keys: list[str | None]) -> list[Link]:

@@ -1,4 +1,5 @@
-"""`cnn doctor`: check a dataset without training; a Rich report or JSON, exit 1 on harm."""
+"""`cnn doctor`: check a dataset without training; a Rich report or JSON, exit 1 on what is
+certain (unreadable files, identical files across classes or splits)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cnncli.commands.common import (
     handled_errors,
     label_options,
 )
+from cnncli.near_duplicates import NearRule
 
 
 def doctor(
@@ -26,13 +28,30 @@ def doctor(
         ),
     ],
     json_out: Annotated[bool, Opt("--json", help="Print the report as JSON on stdout.")] = False,
-    near_distance: Annotated[
-        int,
+    near_similarity: Annotated[
+        float,
         Opt(
-            "--near-distance",
-            help="Perceptual-hash bits (of 64) within which images are near-duplicates; -1 = off.",
+            "--near-similarity",
+            help="How alike two pictures' pretrained features must be (cosine, 0.5-1) to be "
+            "listed as near-duplicates; higher lists fewer.",
         ),
-    ] = 4,
+    ] = NearRule.similarity,
+    no_near: Annotated[
+        bool,
+        Opt("--no-near", help="Skip the near-duplicate search (identical files are still found)."),
+    ] = False,
+    near_distance: Annotated[
+        int | None,
+        Opt("--near-distance", hidden=True, help="Old perceptual-hash setting; -1 = --no-near."),
+    ] = None,
+    html_out: Annotated[
+        Path | None,
+        Opt(
+            "--html",
+            help="Write a page with the identical files and near-duplicates as thumbnails "
+            "side by side.",
+        ),
+    ] = None,
     min_side: Annotated[
         int, Opt("--min-side", help="Report images smaller than this many pixels on a side.")
     ] = 8,
@@ -100,7 +119,11 @@ def doctor(
         ),
     ] = None,
 ) -> None:
-    """Check a dataset without training; exit 1 on unreadable files, leaks or conflicting labels.
+    """Check a dataset without training; exit 1 on unreadable files or on identical files
+    across classes (conflicting labels) or splits (leaks).
+
+    Near-duplicates (similar pretrained features: re-encoded, resized, cropped, rotated or
+    framed copies, or the same thing shot twice) are listed for you to check, not errors.
 
     With --model RUN, --oof FILE or --folds K it also lists likely-mislabeled images (the
     given label against the model's confident one) and writes label_issues.csv; it never
@@ -114,11 +137,20 @@ def doctor(
         from cnncli.data.labels import load_dataset, skipped_rows
         from cnncli.doctor import check_dataset
         from cnncli.report import make_console
+        from cnncli.xla_env import configure_xla
 
-        if not -1 <= near_distance <= 32:
-            raise fail("--near-distance must be between -1 (off) and 32 bits")
+        if near_distance is not None and near_distance != -1:
+            raise fail(
+                "--near-distance is gone (near-duplicates are found by pretrained features "
+                "now): use --near-similarity S, or --no-near to skip them"
+            )
+        if not 0.5 <= near_similarity <= 1.0:
+            raise fail("--near-similarity must be between 0.5 and 1")
         if min_side < 1:
             raise fail("--min-side must be >= 1")
+        near = None if no_near or near_distance == -1 else NearRule(similarity=near_similarity)
+        if near is not None:
+            configure_xla()  # before the near-duplicate search imports jax
         console = make_console(to_stderr=json_out, quiet=quiet)
         dataset = load_dataset(
             data_dir,
@@ -127,16 +159,28 @@ def doctor(
             seed=seed,
             follow_symlinks=follow_symlinks,
         )
-        columns = (TextColumn("checking"), BarColumn(), MofNCompleteColumn())
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, console=console, transient=True) as bar:
-            task = bar.add_task("checking", total=None)
+            task = bar.add_task("checking files", total=None)
+            tasks = {"near": None}
+
+            def comparing(done: int, total: int) -> None:
+                if tasks["near"] is None:
+                    tasks["near"] = bar.add_task("comparing pictures", total=total)
+                bar.update(tasks["near"], completed=done, total=total)
+
             report = check_dataset(
                 dataset,
-                near_distance=near_distance,
+                near=near,
                 min_side=min_side,
                 workers=workers,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                near_progress=comparing,
             )
+        if html_out is not None:
+            from cnncli.doctor_html import write_page
+
+            write_page(html_out, dataset.root, report.duplicates)
         skipped = skipped_rows(dataset)
         issues = None
         if model is not None or oof is not None or folds is not None:
@@ -154,7 +198,7 @@ def doctor(
                 result["label_issues"] = issues
             print(json.dumps(result, ensure_ascii=False))
         else:
-            _render(console, report, limit or None)
+            _render(console, report, limit or None, html_out)
             _render_skipped(console, dataset, skipped, limit or None)
             if issues is not None:
                 from cnncli.commands.label_check import render_issues
@@ -190,7 +234,7 @@ def _more(rows: list, limit: int | None) -> tuple[list, str]:
     return rows[:limit], f"... and {len(rows) - limit} more (--limit 0 shows all)"
 
 
-def _render(console, report, limit: int | None) -> None:
+def _render(console, report, limit: int | None, html_out: Path | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -215,12 +259,7 @@ def _render(console, report, limit: int | None) -> None:
         console.print(table)
         if more:
             console.print(more)
-    for group in _more(report.duplicates, limit)[0]:
-        harmful = group.conflict or group.leak
-        colour = "red" if harmful else "yellow"
-        console.print(f"[{colour}]{escape(group.describe())}[/{colour}]")
-    if _more(report.duplicates, limit)[1]:
-        console.print(_more(report.duplicates, limit)[1])
+    _render_duplicates(console, report, limit, html_out)
     for name, mix in report.mixed_modes().items():
         console.print(
             f"class {escape(name)} mixes greyscale ({mix['grey']}) and colour "
@@ -234,16 +273,55 @@ def _render(console, report, limit: int | None) -> None:
         if more:
             console.print(f"  {more}")
     _render_sizes(console, report)
-    counts = (len(report.unreadable), len(report.leaks), len(report.conflicts))
+    certain = [g for g in report.duplicates if g.certain]
     summary = (
-        f"{len(report.files)} files: {counts[0]} unreadable, {counts[1]} leak(s), "
-        f"{counts[2]} conflicting label(s), {len(report.duplicates)} duplicate group(s), "
-        f"{len(report.tiny)} tiny"
+        f"{len(report.files)} files: {len(report.unreadable)} unreadable, "
+        f"{len(certain)} group(s) of identical files ({len(report.leaks)} leak(s), "
+        f"{len(report.conflicts)} conflicting label(s)), {len(report.tiny)} tiny"
     )
     if report.hurts_training:
         console.print(f"[red]{summary}: fix these before training[/red]")
     else:
-        console.print(f"[green]{summary}: nothing that would hurt training[/green]")
+        console.print(f"[green]{summary}: nothing certain that would hurt training[/green]")
+    if report.near:
+        near = report.near
+        console.print(
+            f"[yellow]{len(near)} near-duplicate group(s) to check by eye "
+            f"({sum(g.leak for g in near)} across splits, {sum(g.conflict for g in near)} "
+            "across classes)[/yellow]"
+        )
+
+
+def _render_duplicates(console, report, limit: int | None, html_out: Path | None) -> None:
+    """Identical files (fix these), then near-duplicates (check these), each one group a line."""
+    from rich.markup import escape
+
+    certain = [g for g in report.duplicates if g.certain]
+    if certain:
+        console.print("[bold]identical files[/bold] (same bytes or pixels):")
+        shown, more = _more(certain, limit)
+        for group in shown:
+            colour = "red" if group.conflict or group.leak else "yellow"
+            console.print(f"  [{colour}]{escape(group.describe())}[/{colour}]", soft_wrap=True)
+        if more:
+            console.print(f"  {more}")
+    near = report.near
+    if report.near_rule is None:
+        console.print("near-duplicates: not looked for (--no-near)")
+    elif near:
+        console.print(
+            "[bold]near-duplicates[/bold] (check these: the first picture, then the ones that "
+            "look like it with their similarity, 1.00 = the same; not errors):"
+        )
+        shown, more = _more(near, limit)
+        for group in shown:
+            console.print(f"  [yellow]{escape(group.describe())}[/yellow]", soft_wrap=True)
+        if more:
+            console.print(f"  {more}")
+    if html_out is not None:
+        console.print(f"duplicates side by side: {escape(str(html_out))}")
+    elif near or certain:
+        console.print(f"see them side by side: cnn doctor {escape(report.root)} --html dups.html")
 
 
 def _render_sizes(console, report) -> None:
