@@ -206,9 +206,11 @@ def _learning(d: ReportData) -> str:
     line = d.summary.get("not_learning") if isinstance(d.summary, dict) else None
     parts = []
     if not d.attempts and not line:
+        if d.summary.get("learning_check") != "passed":
+            return '<p class="muted">not recorded for this run</p>'
         return (
-            '<p class="muted">after its first epochs the run was learning (train accuracy '
-            "above the largest class's share, or the loss falling): the check did not fire</p>"
+            '<p class="muted">passed: after its first epochs the run was learning (train '
+            "accuracy above the largest class's share, or the loss falling)</p>"
         )
     if d.attempts:
         first = d.attempts[0]

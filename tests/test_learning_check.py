@@ -119,6 +119,7 @@ def test_unlearnable_run_says_so_and_flags_its_one_class_model(runner, tmp_path)
     assert "likely causes:" in text and "restarting" not in text  # --recipe fixed: no restart
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 6 and summary["not_learning"].startswith("not learning")
+    assert summary["learning_check"] == "fired"
     assert not (out / "attempts.json").exists()
     # Every val image is predicted as one class: the end-of-run line and the report say so.
     assert "warning: the model answers" in text and "instead of telling the classes apart" in text
@@ -166,3 +167,5 @@ def test_check_does_not_fire_on_sample_data(runner, tmp_path):
     assert "not learning" not in result.output and "warning:" not in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert "not_learning" not in summary and not (out / "attempts.json").exists()
+    assert summary["learning_check"] == "passed"
+    assert "passed: after its first epochs" in (out / "report.html").read_text()

@@ -606,6 +606,8 @@ def _run_training(
         "already_finished": outcome.finished_before,
         "stopped_early": outcome.stopped,
     }
+    if not outcome.finished_before and not plan.dataset.multi_label:
+        summary["learning_check"] = "fired" if outcome.not_learning else "passed"
     if outcome.not_learning:
         summary["not_learning"] = outcome.not_learning
     if attempts:
