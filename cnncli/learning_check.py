@@ -54,10 +54,10 @@ class LearningCheck:
         if acc > self.baseline + margin or loss < LOSS_SHARE * self.prior_loss:
             return ""
         return (
-            f"over epochs {rows[0].epoch}-{self.epoch} train accuracy was {100 * acc:.1f}% (always answering "
-            f"'{self.baseline_class}' scores {100 * self.baseline:.1f}%) and the train loss "
-            f"{loss:.2f} is still near the {self.prior_loss:.2f} of guessing from the class "
-            "shares alone"
+            f"over epochs {rows[0].epoch}-{self.epoch} train accuracy was {100 * acc:.1f}% "
+            f"(always answering '{self.baseline_class}' scores {100 * self.baseline:.1f}%) and "
+            f"the train loss {loss:.2f} is still near the {self.prior_loss:.2f} of guessing "
+            "from the class shares alone"
         )
 
     def line(self, seen: str) -> str:
@@ -88,15 +88,14 @@ def likely_causes(cfg: RunConfig) -> list[str]:
     """What in the config can keep a network from fitting its own training set."""
     m, t = cfg.model, cfg.train
     causes = []
-    ops = {**cfg.augment.ops}
-    if ops or cfg.augment.preset != "none":
+    if cfg.augment.ops or cfg.augment.preset != "none":
         causes.append(
             "augmentation that changes the images too much (or removes what tells "
             "the classes apart, e.g. flips of left/right classes)"
         )
-    if m.dense and not m.global_pool and not m.backbone and any(b.batch_norm for b in m.conv):
+    if _flatten_dense(cfg):
         causes.append("the dense layer's units switched off (dead ReLUs) by large early steps")
-    if m.dropout >= 0.5:
+    if m.dropout >= 0.5 and (m.dense or m.backbone):
         causes.append(f"dropout {m.dropout:g}")
     if t.label_smoothing:
         causes.append(f"label smoothing {t.label_smoothing:g}")
@@ -116,13 +115,21 @@ def advice(cfg: RunConfig, restart: bool) -> str:
     return causes + "; " + _flags(cfg)
 
 
+def _flatten_dense(cfg: RunConfig) -> bool:
+    """A hidden ReLU dense layer right after a flatten (the head that died in issue 24)."""
+    m = cfg.model
+    return bool(m.dense) and not m.global_pool and not m.backbone
+
+
 def _flags(cfg: RunConfig) -> str:
     flags = []
+    if _flatten_dense(cfg):
+        flags.append("--dense ''")
     if cfg.augment.ops or cfg.augment.preset != "none":
         flags.append("--augment none")
     if cfg.train.lr > 0.0005:
         flags.append(f"--lr {cfg.train.lr / 2:g}")
-    if cfg.model.dropout > 0.3:
+    if cfg.model.dropout > 0.3 and (cfg.model.dense or cfg.model.backbone):
         flags.append("--dropout 0.3")
     if cfg.train.label_smoothing:
         flags.append("--label-smoothing 0")
