@@ -12,7 +12,7 @@ picture shows) and stage 5's 112 (its textures and detail). A pair is a near-dup
   NearRule.margin above each image's NearRule.neighbours-th nearest neighbour), so a folder
   where everything looks alike (X-rays, cells) does not pair everything with everything, and
 - the layouts agree: 16 x 16 grey thumbnails of the same crop correlate (NearRule.layout,
-  the best of shifts by one cell), which features of upscaled noise or flat colour can fake.
+  the best of shifts by one cell); features alone call two upscaled noise images alike.
 
 Groups are stars, never chains: a representative and images that each pass the rule with
 it (A ~ B and B ~ C never put A and C together on their own). docs/results.md has the
