@@ -76,7 +76,8 @@ class DuplicateGroup:
             for (p, s, c), score in zip(rest, self.scores[1:], strict=True)
             if score is not None
         )
-        return f"check, {head}: near-duplicates of {rep} ({split}, {label}): {others}"
+        why = f"check ({' and '.join(issues)})" if issues else "check"
+        return f"{why}: near-duplicates of {rep} ({split}, {label}): {others}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; near groups give each file's similarity with the first."""

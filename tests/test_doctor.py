@@ -100,7 +100,7 @@ def test_reencoded_copy_in_val_is_a_near_duplicate_leak_to_check(runner, tmp_pat
     assert {pair["a"], pair["b"]} == {"train/bees/3.png", "val/bees/copy.jpg"}
     assert pair["similarity"] >= doctor.NearRule().similarity
     text, _ = _doctor(runner, root)
-    assert "check, leak: near-duplicates of" in " ".join(text.output.split())
+    assert "check (leak): near-duplicates of" in " ".join(text.output.split())
     for flags in (["--no-near"], ["--near-distance", "-1"]):  # -1: the old way to turn it off
         off, report_off = _doctor(runner, root, "--json", *flags)
         assert off.exit_code == 0 and report_off["duplicates"] == []
