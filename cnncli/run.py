@@ -191,6 +191,18 @@ def restart_from_scratch(
     return dataclasses.replace(plan, cfg=cfg, layers=layers, stop_when_not_learning=False)
 
 
+def discard_unstarted(run_dir: Path) -> bool:
+    """Remove a run folder this command made when it failed before its first epoch was
+    checkpointed (nothing in it is worth keeping); True when removed."""
+    import shutil
+
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir()):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
 def write_attempts(run_dir: Path, attempts: list[dict[str, Any]]) -> None:
     """attempts.json: the learning check's restart, each attempt's outcome and changes."""
     text = json.dumps({"attempts": attempts}, indent=2, default=str) + "\n"

@@ -83,7 +83,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's input problem: shown as one line, exit 2."""
     from cnncli.backbones.weights import WeightsError
     from cnncli.bundle import BundleError
@@ -128,7 +128,7 @@ def handled_errors():
     except Exception as exc:
         if DebugState.debug:
             raise
-        if isinstance(exc, _user_errors()):
+        if isinstance(exc, user_errors()):
             raise fail(str(exc)) from None
         message = disk_error(exc)
         if message is None:

@@ -18,6 +18,7 @@ from cnncli.commands.common import (
     image_size_option,
     int_list,
     label_options,
+    user_errors,
     write_run_report,
 )
 from cnncli.commands.train_cluster import (
@@ -468,7 +469,14 @@ def train(
             from cnncli.commands.train_budget import race_recipes
 
             plan = race_recipes(plan, given, time_budget, console)
-        _run_training(plan, console, json_out, quiet, rank, processes)
+        try:
+            _run_training(plan, console, json_out, quiet, rank, processes)
+        except user_errors():  # e.g. weights that fail to load: no half-made run stays
+            if not plan.resume and rank == 0:
+                from cnncli.run import discard_unstarted
+
+                discard_unstarted(plan.run_dir)
+            raise
 
 
 def _stepped_down(plan):
