@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cnncli.backbones.lite import _pads, shifted_depthwise  # noqa: E402
+from cnncli.model.lite import _pads, shifted_depthwise  # noqa: E402
 
 MODE = os.environ.get("MODE", "sep")
 

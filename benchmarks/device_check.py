@@ -5,7 +5,7 @@
 
 Prints, in order:
 1. the device, and its memory after start (jax's bytes in use; on a CPU the process RSS);
-2. images/s of the real train step (cnncli.steps.step_functions, the reference CNN of
+2. images/s of the real train step (cnncli.training.steps.step_functions, the reference CNN of
    benchmarks/: 32x32x3, conv 32/64/128 + pool, dense 128, 10 classes, Adam) at each
    batch size, fp32 and bf16, in three ways: `host` (numpy gathers the batch and copies
    it, one step a call: cnn before issue 19), `step` (the split on the device, the step
@@ -85,7 +85,7 @@ def main() -> None:
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     if args.platform:
         os.environ["JAX_PLATFORMS"] = args.platform
-    from cnncli.xla_env import configure_xla
+    from cnncli.training.xla_env import configure_xla
 
     configure_xla()
     started = time.perf_counter()
@@ -169,9 +169,9 @@ def measure_case(args, split, images, labels, key, batch: int, precision: str) -
     import numpy as np
 
     from cnncli.data.loader import epoch_batches, gather
-    from cnncli.model import init_weights
-    from cnncli.steps import make_fed_step, step_functions
-    from cnncli.train import make_optimizer
+    from cnncli.model.flax_module import init_weights
+    from cnncli.training.steps import make_fed_step, step_functions
+    from cnncli.training.train import make_optimizer
 
     cfg = reference_config(batch, precision, args.size, args.channels)
     params, stats = init_weights(

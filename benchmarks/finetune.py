@@ -2,7 +2,7 @@
 
 1. images/s of one full fine-tuning step (forward, backward, Adam with the backbone at
    lr / 10) of ResNet-18 at 128 and 160 px, batch 32: cnn's real jitted step
-   (cnncli.steps.make_steps, the config `cnn train --init` makes) and the same network in
+   (cnncli.training.steps.make_steps, the config `cnn train --init` makes) and the same network in
    PyTorch eager (`pip install -e '.[bench]'`; without torch that column is skipped with a
    message). Rounds alternate between the two (rotating who goes first), so a busy machine
    slows both alike; medians and the per-round ratio are printed.
@@ -41,11 +41,11 @@ def cnn_stepper(size: int):
     import jax.numpy as jnp
     import numpy as np
 
-    from cnncli.backbones.registry import IMAGENET_MEAN, IMAGENET_STD
     from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from cnncli.model import init_weights
-    from cnncli.steps import make_steps
-    from cnncli.train import make_optimizer
+    from cnncli.model.flax_module import init_weights
+    from cnncli.model.pretrained.registry import IMAGENET_MEAN, IMAGENET_STD
+    from cnncli.training.steps import make_steps
+    from cnncli.training.train import make_optimizer
 
     model = ModelConfig(
         backbone="resnet18",
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3, help="train steps per round")
     parser.add_argument("--skip-freeze", action="store_true")
     args = parser.parse_args()
-    from cnncli.xla_env import configure_malloc, configure_xla
+    from cnncli.training.xla_env import configure_malloc, configure_xla
 
     configure_xla()
     configure_malloc()

@@ -4,7 +4,7 @@ tf_efficientnet_lite0 in PyTorch eager, with the same ImageNet weights, in one r
 For each size (160, 224; batch 32) it measures images/s of
 - forward: inference (cnn: network.forward under jax.jit; timm: model.eval() under no_grad),
 - train step: forward, backward and an Adam update of every weight (cnn: the real step
-  cnncli.steps.make_steps builds for `cnn train --init efficientnet_lite0`, backbone lr / 10;
+  cnncli.training.steps.make_steps builds for `cnn train --init efficientnet_lite0`, backbone lr / 10;
   PyTorch: the same with two Adam parameter groups, batch norm in train mode),
 - top-5 step (224 only): what --tune-blocks 5 trains per image, blocks 11-15 + head from
   cached 14x14x112 activations (cnn only; PyTorch has no such mode to compare with).
@@ -47,12 +47,12 @@ def cnn_side(size: int):
     import jax
     import jax.numpy as jnp
 
-    from cnncli import network
-    from cnncli.backbones.lite_weights import load_packaged
     from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-    from cnncli.finetune import top_forward, top_names, top_start
-    from cnncli.steps import make_steps
-    from cnncli.train import make_optimizer
+    from cnncli.model import network
+    from cnncli.model.pretrained.lite_weights import load_packaged
+    from cnncli.training.finetune import top_forward, top_names, top_start
+    from cnncli.training.steps import make_steps
+    from cnncli.training.train import make_optimizer
 
     loaded = load_packaged()
     rng = np.random.default_rng(0)
@@ -106,7 +106,7 @@ def torch_side(size: int, threads: int):
     import timm
     import torch
 
-    from cnncli.backbones.lite_weights import load_packaged, timm_name
+    from cnncli.model.pretrained.lite_weights import load_packaged, timm_name
 
     torch.set_num_threads(threads)
     loaded = load_packaged()

@@ -55,11 +55,11 @@ def run_variant(
     data: Path, out: Path, image_size: int, channels: int, epochs: int, dropout: float, augment: str
 ):
     """Train one variant through the library; returns (history, train_acc, val_acc)."""
-    from cnncli.augment import resolve_ops
-    from cnncli.bundle import load_bundle
+    from cnncli.augment.ops import resolve_ops
     from cnncli.config import AugmentConfig, RunConfig, validate
-    from cnncli.predict import make_classifier
-    from cnncli.run import execute_run, load_split, plan_new_run
+    from cnncli.inference.bundle import load_bundle
+    from cnncli.inference.predict import make_classifier
+    from cnncli.training.run import execute_run, load_split, plan_new_run
 
     cfg = RunConfig()
     cfg.data.image_size, cfg.data.channels = image_size, channels

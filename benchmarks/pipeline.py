@@ -1,6 +1,6 @@
 """What `cnn train` spends around the math: decode, batching, transfers, eval, checkpoints.
 
-Trains through the same code as `cnn train` (cnncli.run.execute_run, without the Rich
+Trains through the same code as `cnn train` (cnncli.training.run.execute_run, without the Rich
 display) and, after every epoch, runs the pure step loop on the same arrays: the same
 number of train steps on batches already on the device, plus the val forward passes.
 Epochs and pure loops alternate, so a noisy machine slows both alike.
@@ -36,10 +36,10 @@ class PureLoop:
         import numpy as np
 
         from cnncli.data.loader import gather, padded_batches
-        from cnncli.model import init_weights
-        from cnncli.run import load_split
-        from cnncli.steps import make_steps
-        from cnncli.train import make_optimizer
+        from cnncli.model.flax_module import init_weights
+        from cnncli.training.run import load_split
+        from cnncli.training.steps import make_steps
+        from cnncli.training.train import make_optimizer
 
         cfg = plan.cfg
         bs = cfg.train.batch_size
@@ -121,7 +121,7 @@ class Timer:
 def bench(name: str, data_dir: Path, overrides: dict, epochs: int, work: Path) -> None:
     """Train on data_dir and print the epoch times, the pure loop and the overhead."""
     from cnncli.config import RunConfig, merge_overrides
-    from cnncli.run import execute_run, plan_new_run
+    from cnncli.training.run import execute_run, plan_new_run
 
     cfg = merge_overrides(RunConfig(), {"train.epochs": epochs, **overrides})
     plan = plan_new_run(data_dir, cfg, work / name)
@@ -172,7 +172,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cnn-bench-pipeline-") as tmp:
         work = Path(tmp)
         os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # an empty compilation cache
-        from cnncli.xla_env import configure_xla
+        from cnncli.training.xla_env import configure_xla
 
         configure_xla()  # what `cnn train` does first
         import jax

@@ -1,10 +1,10 @@
 """Prediction throughput: `cnn predict` on a folder against the pure forward pass (and PyTorch).
 
 Everything is measured in alternating rounds in this one process, with cnn's own XLA
-settings (cnncli.xla_env), so a noisy machine slows each part alike:
+settings (cnncli.training.xla_env), so a noisy machine slows each part alike:
 
   cli       `cnn predict DIR --json` as a fresh process: start-up, decode, forward, output
-  library   cnncli.predict.predict_paths (decode + forward; compile from jax's cache)
+  library   cnncli.inference.predict.predict_paths (decode + forward; compile from jax's cache)
   decode    cnncli.data.decode.decode_image alone, every file
   forward   the jitted classifier on already-decoded uint8 batches (softmax included);
             full batches only, so its images/s compare with torch's like for like
@@ -12,7 +12,7 @@ settings (cnncli.xla_env), so a noisy machine slows each part alike:
   torch1    the same on one thread (torch's threads can stall each other on a shared machine)
 
 PyTorch runs in this process, so it gets the malloc settings cnn makes
-(cnncli.xla_env.configure_malloc) too: the same allocator for both.
+(cnncli.training.xla_env.configure_malloc) too: the same allocator for both.
 
     .venv/bin/python benchmarks/predict.py [--images DIR] [--rounds 5] [--batch-size 64]
 
@@ -41,9 +41,9 @@ CLASSES = ["ants", "bees"]
 
 def write_bundle(directory: Path, size: int) -> Path:
     """A model/ bundle of the default CNN with seeded random weights."""
-    from cnncli.bundle import save_bundle
     from cnncli.config import DataConfig, RunConfig
-    from cnncli.model import init_weights
+    from cnncli.inference.bundle import save_bundle
+    from cnncli.model.flax_module import init_weights
 
     cfg = RunConfig(data=DataConfig(image_size=size, channels=3))
     params, stats = init_weights(
@@ -100,14 +100,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="cnn-bench-predict-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     os.environ["XDG_CACHE_HOME"] = str(work / "cache")  # jax's compile cache, kept private
-    from cnncli.xla_env import configure_xla
+    from cnncli.training.xla_env import configure_xla
 
     configure_xla()
     import numpy as np
 
-    from cnncli.bundle import load_bundle
     from cnncli.data.decode import decode_image
-    from cnncli.predict import collect_inputs, make_classifier, predict_paths
+    from cnncli.inference.bundle import load_bundle
+    from cnncli.inference.predict import collect_inputs, make_classifier, predict_paths
 
     bundle = load_bundle(write_bundle(work / "model", args.image_size))
     paths, _ = collect_inputs([str(args.images)])

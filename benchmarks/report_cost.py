@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # As at the end of `cnn train`: jax is imported and configured; only the report is timed.
 BUILD = (
-    "import time; from cnncli.xla_env import configure_xla; configure_xla(); "
+    "import time; from cnncli.training.xla_env import configure_xla; configure_xla(); "
     "import jax.numpy as jnp; jnp.zeros(1).block_until_ready(); "
-    "from cnncli.htmlreport import write_report; "
+    "from cnncli.reporting.htmlreport import write_report; "
     "t = time.perf_counter(); write_report({run!r}); print(time.perf_counter() - t)"
 )
 

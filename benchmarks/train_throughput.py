@@ -9,13 +9,13 @@ machine slows every setting alike; it prints images/s medians and per-round rati
 
 --batch-norm puts batch norm after every conv (and drops the conv biases), in both.
 
-Settings: plain (XLA_FLAGS unset: jax's defaults), flag (cnncli.xla_env.CPU_FLAGS, what
+Settings: plain (XLA_FLAGS unset: jax's defaults), flag (cnncli.training.xla_env.CPU_FLAGS, what
 cnn uses on CPU), ynn:TYPES (other YNNPACK fusion
 types, `+` between them, e.g. ynn:-individual_convolution+-reduce), 2dev (flag plus two
 host devices, the batch sharded over them), torch (the same network in PyTorch eager,
 `pip install -e '.[bench]'`), torch1 (the same with one thread: on a shared machine
 torch's default threads can wait on each other for a core), torchm (torch with the malloc
-settings cnn makes, cnncli.xla_env.configure_malloc: the same allocator for both), and base
+settings cnn makes, cnncli.training.xla_env.configure_malloc: the same allocator for both), and base
 (with --compare DIR: the flag setting run by another checkout's code, to measure a change
 side by side). Every cnn setting but plain tunes malloc as `cnn` does; torch and torch1 run
 with glibc's defaults, as a PyTorch user gets them:
@@ -49,14 +49,14 @@ DENSE = 128
 
 
 def jax_worker(devices: int, batch_norm: bool = False) -> None:
-    """Serve rounds of cnn's real jitted train step (cnncli.steps.make_steps)."""
+    """Serve rounds of cnn's real jitted train step (cnncli.training.steps.make_steps)."""
     import jax
     import numpy as np
 
     from cnncli.config import ConvBlock, DataConfig, ModelConfig, RunConfig, TrainConfig
-    from cnncli.model import init_weights
-    from cnncli.steps import make_steps
-    from cnncli.train import make_optimizer
+    from cnncli.model.flax_module import init_weights
+    from cnncli.training.steps import make_steps
+    from cnncli.training.train import make_optimizer
 
     mesh = None
     if devices > 1:  # data parallel: replicated state, the batch split over host devices
@@ -179,7 +179,7 @@ def serve(build, run_steps, info: dict) -> None:
 
 def worker_env(setting: str) -> dict[str, str]:
     """The environment a setting's worker starts with (XLA_FLAGS decided here, not inherited)."""
-    from cnncli.xla_env import CPU_FLAGS
+    from cnncli.training.xla_env import CPU_FLAGS
 
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["JAX_PLATFORMS"] = "cpu"
@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker not in (None, "plain", "torch", "torch1"):
-        from cnncli.xla_env import configure_malloc
+        from cnncli.training.xla_env import configure_malloc
 
         configure_malloc()  # what `cnn` does at start (torchm: the same for PyTorch)
     if args.worker in ("torch", "torch1", "torchm"):

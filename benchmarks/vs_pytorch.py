@@ -166,10 +166,10 @@ def child(argv: list[str]) -> None:
 def cnn_child(stamps: Path, argv: list[str]) -> None:
     """`cnn train ...` as the console script runs it, noting when the first step is done."""
     sys.path.insert(0, str(ROOT))
-    from cnncli.xla_env import configure_xla
+    from cnncli.training.xla_env import configure_xla
 
     configure_xla()  # what `cnn train` does first; then the hook may import jax
-    from cnncli import train
+    from cnncli.training import train
 
     marks = {}
     original = train._accumulate

@@ -124,7 +124,7 @@ class TrainConfig:
     # fp32, or bf16: activations and convolutions in bfloat16; weights, optimizer state,
     # batch-norm statistics and the loss stay float32.
     precision: str = "fp32"
-    # Start from weights (cnncli/warm_start.py): a backbone name (resnet18), a timm-layout
+    # Start from weights (cnncli/training/warm_start.py): a backbone name (resnet18), a timm-layout
     # safetensors file or folder, or a cnn run / model folder. "" = from scratch.
     init: str = ""
     # Backbone frozen: its pooled features are computed once per image, only the head trains.
@@ -325,10 +325,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         _check(block.pool_stride >= 0, f"{name}.pool_stride must be >= 0")
         block.padding = parse_padding(block.padding)
     _check(all(u >= 1 for u in m.dense), f"model.dense sizes must be >= 1, got {m.dense}")
-    if m.backbone:
-        from cnncli.backbones.family import spec_of
-
-        spec_of(m.backbone)
     for name, values in (("mean", m.mean), ("std", m.std)):
         _check(
             len(values) in (0, d.channels),
@@ -382,18 +378,6 @@ def validate(cfg: RunConfig) -> RunConfig:
     _check(not t.freeze or bool(t.init), "train.freeze needs train.init (--init SOURCE)")
     _check(t.tune_blocks >= 0, f"train.tune_blocks must be >= 0, got {t.tune_blocks}")
     _check(not (t.tune_blocks and t.freeze), "--tune-blocks and --freeze exclude each other")
-    if t.tune_blocks and (m.backbone or not t.init):  # with --init: once its network is known
-        from cnncli.backbones.lite_spec import blocks, is_lite
-
-        _check(
-            is_lite(m.backbone),
-            "train.tune_blocks (--tune-blocks) needs an EfficientNet-Lite backbone "
-            "(--init efficientnet_lite0)",
-        )
-        _check(
-            t.tune_blocks <= len(blocks(m.backbone)),
-            f"train.tune_blocks must be at most {len(blocks(m.backbone))} for {m.backbone}",
-        )
     _check(0 <= t.seed < 2**32, f"train.seed must be in 0..2^32-1, got {t.seed}")
     _check(
         t.data_placement in DATA_PLACEMENTS,

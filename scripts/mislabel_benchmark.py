@@ -75,8 +75,8 @@ def out_of_fold(noisy: Path, work: Path, args) -> Path:
     """oof.csv (path,label,fold,p_<class>...) from K runs on a labels file with a split column."""
     import numpy as np
 
-    from cnncli.bundle import load_bundle
-    from cnncli.predict import evaluate_items
+    from cnncli.inference.bundle import load_bundle
+    from cnncli.inference.predict import evaluate_items
 
     items = sorted((f"{c.name}/{f.name}", c.name) for c in noisy.iterdir() for f in c.iterdir())
     rng = random.Random(args.seed)

@@ -27,8 +27,8 @@ def timm_state(
     variance drawn at random (so a swapped or transposed mapping changes the logits);
     classifier rows scaled like PyTorch's Linear default.
     """
-    from cnncli.backbones.resnet_spec import param_shapes
-    from cnncli.backbones.weights import timm_name
+    from cnncli.model.pretrained.weights import timm_name
+    from cnncli.model.resnet_spec import param_shapes
 
     rng = np.random.default_rng([seed, sum(map(ord, arch))])
     state: dict[str, np.ndarray] = {}

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnncli import augment
-from cnncli.augment import (
+from cnncli.augment import ops as augment
+from cnncli.augment.ops import (
     OP_NAMES,
     PRESETS,
     apply_params,
@@ -266,7 +266,9 @@ def test_resolve_ops_merges_a_preset_with_explicit_ops():
 
 
 def test_import_pulls_in_no_training_packages():
-    code = "import sys, cnncli.augment; print(sorted({'flax', 'optax', 'PIL'} & set(sys.modules)))"
+    code = (
+        "import sys, cnncli.augment.ops; print(sorted({'flax', 'optax', 'PIL'} & set(sys.modules)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -3,8 +3,8 @@ fixed recipe races to the last rung, so the winner is never worse than it on val
 
 from __future__ import annotations
 
-from cnncli.budget import Entry, fitting_epochs, survivors
 from cnncli.config import RunConfig
+from cnncli.training.budget import Entry, fitting_epochs, survivors
 
 
 def test_epochs_that_do_not_fit_shrink_to_what_the_time_left_holds():

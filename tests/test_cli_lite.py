@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from cnncli.backbones.lite_weights import LITE0, load_packaged
-from cnncli.backbones.torch_legacy import package_weights_file
 from cnncli.cli import app
+from cnncli.model.pretrained.lite_weights import LITE0, load_packaged
+from cnncli.model.pretrained.torch_legacy import package_weights_file
 from tests.imagefactory import make_class_tree
 
 pytestmark = pytest.mark.skipif(
@@ -161,7 +161,7 @@ def test_time_budget_races_the_pretrained_start_against_scratch(runner, photos, 
 
 def _timm_lite0_state() -> dict[str, np.ndarray]:
     """The packaged Lite0 arrays in timm's tf_efficientnet_lite0 names and layouts."""
-    from cnncli.backbones.lite_weights import timm_name
+    from cnncli.model.pretrained.lite_weights import timm_name
 
     loaded = load_packaged()
     state = {}

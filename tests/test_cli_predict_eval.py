@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from cnncli.bundle import BundleError, load_bundle
 from cnncli.cli import app
+from cnncli.inference.bundle import BundleError, load_bundle
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree
 
@@ -113,7 +113,9 @@ def test_small_batches_decoded_ahead_keep_order_errors_and_results(runner, train
     """Several batches (decoded ahead in background threads) with bad files among them
     give the same rows, in input order, as one batch decoded in the foreground."""
     data, run = trained
-    good = [str(p) for p in sorted((data / "blue").iterdir())[:4] + sorted((data / "red").iterdir())[:3]]
+    good = [
+        str(p) for p in sorted((data / "blue").iterdir())[:4] + sorted((data / "red").iterdir())[:3]
+    ]
     bad_text, bad_empty = tmp_path / "text.png", tmp_path / "empty.jpg"
     bad_text.write_text("not an image")
     bad_empty.write_bytes(b"")
@@ -268,10 +270,10 @@ def test_bundle_with_conv_biases_before_batch_norm_still_loads(tmp_path):
     """Models saved before convs lost their bias in front of batch norm keep working."""
     import jax.numpy as jnp
 
-    from cnncli import network
-    from cnncli.bundle import save_bundle
     from cnncli.config import ConvBlock, DataConfig, ModelConfig, RunConfig
-    from cnncli.model import init_weights
+    from cnncli.inference.bundle import save_bundle
+    from cnncli.model import network
+    from cnncli.model.flax_module import init_weights
 
     cfg = RunConfig(
         model=ModelConfig(conv=[ConvBlock(4, batch_norm=True), ConvBlock(8)], dense=[8]),

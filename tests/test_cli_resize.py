@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from cnncli.bundle import load_bundle
 from cnncli.cli import app
 from cnncli.data.decode import Resize
+from cnncli.inference.bundle import load_bundle
 from tests.imagefactory import make_class_tree
 
 # A 16 x 24 (H x W) input through a small net with batch norm; pad leaves grey bars.
@@ -66,7 +66,7 @@ def test_explain_cam_has_the_input_shape(wide_run):
     import jax.numpy as jnp
 
     from cnncli.data.decode import decode_image
-    from cnncli.explain import explain_image
+    from cnncli.inference.explain import explain_image
 
     data, run = wide_run
     bundle = load_bundle(run)
@@ -78,8 +78,8 @@ def test_explain_cam_has_the_input_shape(wide_run):
 
 
 def test_non_square_export_matches_flax(runner, wide_run, tmp_path):
-    from cnncli.exported import load_model
-    from cnncli.predict import collect_inputs, predict_paths
+    from cnncli.inference.exported import load_model
+    from cnncli.inference.predict import collect_inputs, predict_paths
 
     data, run = wide_run
     formats = ["stablehlo"]

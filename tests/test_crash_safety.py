@@ -67,7 +67,7 @@ def _final_state(run: Path) -> dict[str, np.ndarray]:
 
 
 def _latest_complete(run: Path) -> int | None:
-    from cnncli.checkpoint import TrainCheckpoints
+    from cnncli.training.checkpoint import TrainCheckpoints
 
     checkpoints = TrainCheckpoints(run / "checkpoints")
     try:
@@ -246,7 +246,7 @@ def test_nan_loss_stops_with_epoch_step_and_hint(runner, photos, tmp_path):
 
 def test_overflow_keeps_the_last_good_checkpoint_and_model(runner, photos, tmp_path):
     """One step per epoch: epoch 1 runs at lr 0 (warm-up), epoch 2's step overflows the weights."""
-    from cnncli.bundle import load_bundle
+    from cnncli.inference.bundle import load_bundle
 
     run = tmp_path / "run"
     flags = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "64"]
@@ -283,12 +283,12 @@ def test_read_only_output_folder_is_a_clear_error(runner, photos, tmp_path):
 
 
 def test_disk_full_mid_run_is_one_line(runner, photos, tmp_path, monkeypatch):
-    import cnncli.run
+    import cnncli.training.run
 
     def full(run_dir, rows):
         raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.csv"))
 
-    monkeypatch.setattr(cnncli.run, "write_metrics", full)
+    monkeypatch.setattr(cnncli.training.run, "write_metrics", full)
     result = runner.invoke(
         app, ["train", str(photos), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]
     )

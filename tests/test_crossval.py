@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from cnncli.config import RunConfig
-from cnncli.crossval import plan_cross_validation, spread
 from cnncli.data.scan import DatasetError
 from cnncli.data.stratify import stratified_folds
+from cnncli.training.crossval import plan_cross_validation, spread
 from tests.imagefactory import make_class_tree
 
 
@@ -86,8 +86,8 @@ def test_spread_is_mean_sample_std_min_max():
 
 
 def test_oof_rows_for_a_multi_label_model(tmp_path):
-    from cnncli.crossval import CrossValidation, FoldResult, oof_text
     from cnncli.data.scan import Dataset
+    from cnncli.training.crossval import CrossValidation, FoldResult, oof_text
 
     items = [("a.png", (0, 2)), ("b.png", (1,)), ("c.png", (2,))]
     dataset = Dataset(tmp_path, "labels", ["cat", "dog", "sky"], {}, multi_label=True)

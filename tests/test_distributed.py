@@ -14,7 +14,7 @@ import pytest
 
 from cnncli.config import ConfigError
 from cnncli.data.loader import DataShards, SplitArrays, epoch_batches
-from cnncli.distributed import ClusterSpec, resolve_cluster
+from cnncli.training.distributed import ClusterSpec, resolve_cluster
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree
 

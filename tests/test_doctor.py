@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import doctor
 from cnncli.cli import app
 from cnncli.data.scan import scan_dataset
+from cnncli.quality import doctor
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree, make_odd_images
 

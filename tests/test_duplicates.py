@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from cnncli.cli import app
-from cnncli.near_duplicates import (
+from cnncli.quality.near_duplicates import (
     Features,
     NearPair,
     NearRule,

@@ -10,7 +10,7 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from cnncli.evaluate import (
+from cnncli.inference.evaluate import (
     compute_metrics,
     confusion_matrix,
     cross_entropy,

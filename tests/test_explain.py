@@ -1,4 +1,4 @@
-"""`cnn explain` and cnncli.explain: Grad-CAM finds the corner that decides the class; PNGs."""
+"""`cnn explain` and cnncli.inference.explain: Grad-CAM finds the corner that decides the class; PNGs."""
 
 from __future__ import annotations
 
@@ -56,8 +56,8 @@ def corner_run(tmp_path_factory) -> Path:
 
 
 def test_gradcam_peak_sits_in_the_deciding_corner(corner_run):
-    from cnncli.bundle import load_bundle
-    from cnncli.explain import explain_image
+    from cnncli.inference.bundle import load_bundle
+    from cnncli.inference.explain import explain_image
 
     bundle = load_bundle(corner_run)
     rng = np.random.default_rng(123)  # images the model has not seen
@@ -90,9 +90,9 @@ def test_head_from_last_conv_reproduces_forward(model):
     import jax
     import jax.numpy as jnp
 
-    from cnncli import network
-    from cnncli.explain import head_from_last_conv
-    from cnncli.model import init_weights
+    from cnncli.inference.explain import head_from_last_conv
+    from cnncli.model import network
+    from cnncli.model.flax_module import init_weights
 
     params, stats = init_weights(model, image_size=12, channels=3, num_classes=3, seed=0)
     x = jax.random.normal(jax.random.key(0), (2, 12, 12, 3))

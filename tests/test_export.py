@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli.bundle import Bundle, load_bundle
 from cnncli.cli import app
 from cnncli.config import ConvBlock, ModelConfig
-from cnncli.exported import ExportError, load_model
-from cnncli.shapes import param_shapes
+from cnncli.inference.bundle import Bundle, load_bundle
+from cnncli.inference.exported import ExportError, load_model
+from cnncli.model.shapes import param_shapes
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree
 
@@ -109,7 +109,7 @@ def test_onnx_round_trip(runner, trained, exported):
 
 
 def test_onnx_stablehlo_and_flax_predictions_agree(trained, exported):
-    from cnncli.predict import collect_inputs, predict_paths
+    from cnncli.inference.predict import collect_inputs, predict_paths
 
     data, run = trained
     folder, _ = exported
@@ -126,7 +126,7 @@ def test_onnx_stablehlo_and_flax_predictions_agree(trained, exported):
 
 
 def test_batch_norm_and_dropout_export_in_inference_mode(trained, exported):
-    from cnncli.export import flax_logits
+    from cnncli.inference.export import flax_logits
 
     _, run = trained
     folder, _ = exported
@@ -192,8 +192,8 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_network_variants_match(variant):
-    from cnncli.export import flax_logits, onnx_bytes, stablehlo_bytes
-    from cnncli.exported import open_onnx, open_stablehlo
+    from cnncli.inference.export import flax_logits, onnx_bytes, stablehlo_bytes
+    from cnncli.inference.exported import open_onnx, open_stablehlo
 
     cfg, size, channels = VARIANTS[variant]
     bundle = _random_bundle(cfg, size, channels)
@@ -210,11 +210,11 @@ def test_network_variants_match(variant):
 
 
 def test_failed_check_writes_nothing(runner, trained, tmp_path, monkeypatch):
-    import cnncli.export
+    import cnncli.inference.export
 
     _, run = trained
-    real = cnncli.export.flax_logits
-    monkeypatch.setattr(cnncli.export, "flax_logits", lambda b, x: real(b, x) + 1e-3)
+    real = cnncli.inference.export.flax_logits
+    monkeypatch.setattr(cnncli.inference.export, "flax_logits", lambda b, x: real(b, x) + 1e-3)
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", str(run), "--out", str(out), "-f", "stablehlo"])
     assert result.exit_code == 1

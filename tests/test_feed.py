@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnncli.augment import make_augment, resolve_ops
+from cnncli.augment.ops import make_augment, resolve_ops
 from cnncli.config import ConvBlock, RunConfig
 from cnncli.data.feed import DeviceFeed
 from cnncli.data.loader import SplitArrays, epoch_batches
-from cnncli.model import init_weights
-from cnncli.train import Callbacks, epoch_row, fit, make_optimizer
+from cnncli.model.flax_module import init_weights
+from cnncli.training.train import Callbacks, epoch_row, fit, make_optimizer
 
 SIZE, CLASSES = 16, 3
 IMAGE_BYTES = SIZE * SIZE * 3

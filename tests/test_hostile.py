@@ -127,13 +127,13 @@ def test_follow_symlinks_includes_a_link_outside_the_dataset(runner, corpus):
 # The one module allowed to unpickle: the pinned EfficientNet-Lite weights, after their
 # SHA-256 matches, through an unpickler that allows exactly four globals (its own tests:
 # tests/test_torch_legacy.py).
-PICKLE_ALLOWED = {"backbones/torch_legacy.py"}
+PICKLE_ALLOWED = {"model/pretrained/torch_legacy.py"}
 
 
 def test_no_pickle_in_the_package():
     """Nothing in cnncli can unpickle (no pickle-family imports, every np.load refuses
     pickles) except torch_legacy.py, whose unpickler allowlists four globals by name."""
-    allowed = PACKAGE / "backbones" / "torch_legacy.py"
+    allowed = PACKAGE / "model" / "pretrained" / "torch_legacy.py"
     source = allowed.read_text(encoding="utf-8")
     assert "def find_class" in source and "ALLOWED" in source and "sha256" in source
     banned = re.compile(

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from cnncli.cli import app
-from cnncli.htmlreport import SECTIONS, render
-from cnncli.reportdata import collect
+from cnncli.reporting.htmlreport import SECTIONS, render
+from cnncli.reporting.reportdata import collect
 from tests.browser import PROBE, load_page, screenshot
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cnncli.cli import app
-from cnncli.labelissues import class_thresholds, confident_labels, find_label_issues
+from cnncli.quality.labelissues import class_thresholds, confident_labels, find_label_issues
 from tests.conftest import shared_data
 from tests.imagefactory import make_class_tree
 

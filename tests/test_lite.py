@@ -10,12 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnncli import network
-from cnncli.backbones import lite, lite_spec
-from cnncli.backbones.lite_weights import LITE0, load_packaged, package_name, timm_name
-from cnncli.backbones.torch_legacy import package_weights_file
-from cnncli.backbones.weights import WeightsError
 from cnncli.config import ModelConfig
+from cnncli.model import lite, lite_spec, network
+from cnncli.model.pretrained.lite_weights import LITE0, load_packaged, package_name, timm_name
+from cnncli.model.pretrained.torch_legacy import package_weights_file
+from cnncli.model.pretrained.weights import WeightsError
 from tests.lite_reference import REFERENCE, SIZES, reference_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +151,7 @@ def test_a_timm_safetensors_file_loads_through_the_same_loader(tmp_path):
     timm's own weights): recognised by its names, loaded strictly, the same arrays."""
     from safetensors.numpy import save_file
 
-    from cnncli.warm_start import load_backbone, resolve
+    from cnncli.training.warm_start import load_backbone, resolve
 
     loaded = load_packaged()
     state = {}

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnncli.multilabel import (
+from cnncli.inference.multilabel import (
     average_precision,
     compute_multilabel_metrics,
     mistaken_rows,
     tune_thresholds,
 )
-from cnncli.steps import multilabel_class_weights, multilabel_loss
+from cnncli.training.steps import multilabel_class_weights, multilabel_loss
 
 
 def _bce(x: float, t: float) -> float:

@@ -1,4 +1,4 @@
-"""Each plot writes a real PNG atomically; importing cnncli.plots leaves matplotlib unloaded."""
+"""Each plot writes a real PNG atomically; importing cnncli.charts.plots leaves matplotlib unloaded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnncli import plots
+from cnncli.charts import plots
 
 
 def check_png(path: Path, min_side: int = 200) -> None:
@@ -24,7 +24,7 @@ def check_png(path: Path, min_side: int = 200) -> None:
 
 
 def test_import_does_not_load_matplotlib():
-    code = "import sys, cnncli.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, cnncli.charts.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

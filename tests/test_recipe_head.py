@@ -14,13 +14,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnncli import network
 from cnncli.config import RunConfig
 from cnncli.data.stats import DatasetStats, add_header_stats
-from cnncli.recipe import apply_recipe, choose_recipe
-from cnncli.run import _fresh_state
-from cnncli.steps import make_steps
-from cnncli.train import make_optimizer
+from cnncli.model import network
+from cnncli.training.recipe import apply_recipe, choose_recipe
+from cnncli.training.run import _fresh_state
+from cnncli.training.steps import make_steps
+from cnncli.training.train import make_optimizer
 
 SIZE, BATCH, STEPS = 32, 16, 12
 

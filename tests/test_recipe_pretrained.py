@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cnncli.data.stats import DatasetStats, add_header_stats
-from cnncli.recipe_pretrained import pretrained_recipe
+from cnncli.training.recipe_pretrained import pretrained_recipe
 
 
 def _stats(counts, size=(500, 375), mode="RGB", multi_label=False) -> DatasetStats:
@@ -17,7 +17,9 @@ def test_a_few_hundred_photos_get_frozen_features():
     values = recipe.values()
     assert values["train.init"] == "efficientnet_lite0" and values["train.freeze"] is True
     assert "train.tune_blocks" not in values
-    assert "ships with cnn" in recipe.choices[0].reason and "--init none" in recipe.choices[0].reason
+    assert (
+        "ships with cnn" in recipe.choices[0].reason and "--init none" in recipe.choices[0].reason
+    )
 
 
 def test_thousands_of_photos_tune_the_top_blocks_on_a_cpu_and_everything_on_a_gpu():

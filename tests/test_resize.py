@@ -24,7 +24,7 @@ from cnncli.data.decode import (
     resize_from_spec,
     resize_of,
 )
-from cnncli.shapes import layer_table, param_shapes
+from cnncli.model.shapes import layer_table, param_shapes
 
 RED = (255, 0, 0)
 BACKGROUND = (0, 0, 255)
@@ -159,7 +159,7 @@ def test_shapes_follow_height_and_width():
 def test_a_bundle_saved_before_resize_policies_loads_as_square_crop(tmp_path):
     import json
 
-    from cnncli.bundle import load_bundle, save_bundle
+    from cnncli.inference.bundle import load_bundle, save_bundle
 
     cfg = RunConfig()
     cfg.data.image_size = 16

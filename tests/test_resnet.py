@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from cnncli import network
-from cnncli.backbones.resnet_spec import layer_table, param_shapes
-from cnncli.backbones.weights import WeightsError, load_resnet
 from cnncli.config import ModelConfig
+from cnncli.model import network
+from cnncli.model.pretrained.weights import WeightsError, load_resnet
+from cnncli.model.resnet_spec import layer_table, param_shapes
 from tests.resnet_reference import ARCHS, REFERENCE, SIZES, reference_inputs, timm_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +106,7 @@ def test_strict_loading_names_the_array(tmp_path, resnet18_file):
 def test_pickle_and_other_formats_refused(tmp_path):
     for name in ("resnet18.pth", "pytorch_model.bin", "weights.pt"):
         (tmp_path / name).write_bytes(b"PK\x03\x04 zip of a pickle")
-        with pytest.raises(
-            WeightsError, match="never unpickles.*safetensors.torch.save_file"
-        ):
+        with pytest.raises(WeightsError, match="never unpickles.*safetensors.torch.save_file"):
             load_resnet(tmp_path / name)
     disguised = tmp_path / "model.safetensors"
     disguised.write_bytes(pickle.dumps({"conv1.weight": [1.0]}))  # written, never loaded
@@ -164,11 +162,11 @@ def test_layer_table_and_shapes_agree():
 def test_backbone_bundle_exports_and_explains(tmp_path):
     """A ResNet-18 bundle (random weights, randomised BN statistics): ONNX and StableHLO
     exports verify against the Flax model, and Grad-CAM explains the last stage."""
-    from cnncli.bundle import load_bundle, save_bundle
     from cnncli.config import RunConfig
-    from cnncli.explain import explain_image
-    from cnncli.export import export_bundle
-    from cnncli.model import init_weights
+    from cnncli.inference.bundle import load_bundle, save_bundle
+    from cnncli.inference.explain import explain_image
+    from cnncli.inference.export import export_bundle
+    from cnncli.model.flax_module import init_weights
 
     cfg = RunConfig()
     cfg.model, cfg.data.image_size = _cfg("resnet18"), 32

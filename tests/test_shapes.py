@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from cnncli import network
 from cnncli.config import ConfigError, ConvBlock, ModelConfig
-from cnncli.model import init_weights
-from cnncli.shapes import conv_out, layer_table, param_shapes
+from cnncli.model import layers, network
+from cnncli.model.flax_module import init_weights
+from cnncli.model.shapes import conv_out, layer_table, param_shapes
 
 
 @pytest.mark.parametrize(
@@ -28,12 +28,16 @@ def test_table_matches_formula_and_network(block: ConvBlock, size: int) -> None:
     cfg = ModelConfig(conv=[block], dense=[], dropout=0.0)
     rows = layer_table(cfg, size, 3, 5)
     conv = rows[0]
-    pad = {"same": block.kernel - 1, "valid": 0}.get(block.padding, 2 * int(block.padding) if not isinstance(block.padding, str) else 0)
+    pad = {"same": block.kernel - 1, "valid": 0}.get(
+        block.padding, 2 * int(block.padding) if not isinstance(block.padding, str) else 0
+    )
     expected = (size - block.kernel + pad) // block.stride + 1
     assert conv.out_shape == (expected, expected, 4)
     assert conv_out(size, block.kernel, block.stride, pad) == expected
     params, stats = init_weights(cfg, image_size=size, channels=3, num_classes=5, seed=0)
-    _, _, feats = network.forward(params, stats, cfg, jnp.zeros((2, size, size, 3)), return_features=True)
+    _, _, feats = network.forward(
+        params, stats, cfg, jnp.zeros((2, size, size, 3)), return_features=True
+    )
     assert feats[0].shape[1:] == conv.out_shape
     flat = next(r for r in rows if r.kind == "flatten")
     assert params["logits/kernel"].shape == (flat.out_shape[0], 5)
@@ -42,45 +46,59 @@ def test_table_matches_formula_and_network(block: ConvBlock, size: int) -> None:
 def test_same_padding_with_stride_matches_xla_same() -> None:
     x = jax.random.normal(jax.random.key(0), (1, 17, 17, 2))
     k = jax.random.normal(jax.random.key(1), (3, 3, 2, 4))
-    ours = network.conv2d(x, k, jnp.zeros(4), 2, "same")
-    xla = jax.lax.conv_general_dilated(x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ours = layers.conv2d(x, k, jnp.zeros(4), 2, "same")
+    xla = jax.lax.conv_general_dilated(
+        x, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     assert ours.shape == xla.shape == (1, 9, 9, 4)
 
 
 @pytest.mark.parametrize(
     ("kernel", "c_in", "stride", "padding", "size"),
-    [(3, 3, 1, "same", 17), (3, 1, 2, "same", 16), (5, 1, 2, "valid", 19), (2, 3, 3, 1, 11), (4, 1, 1, "same", 9)],
+    [
+        (3, 3, 1, "same", 17),
+        (3, 1, 2, "same", 16),
+        (5, 1, 2, "valid", 19),
+        (2, 3, 3, 1, 11),
+        (4, 1, 1, "same", 9),
+    ],
 )
-def test_direct_conv_equals_xla_conv_values_and_gradients(kernel, c_in, stride, padding, size) -> None:
+def test_direct_conv_equals_xla_conv_values_and_gradients(
+    kernel, c_in, stride, padding, size
+) -> None:
     """Convs with few taps run as multiply-adds on the CPU; values and both gradients must
     equal XLA's convolution's for odd sizes, strides, even kernels and every padding kind."""
-    assert kernel * kernel * c_in <= network.DIRECT_CONV_MAX_TAPS
+    assert kernel * kernel * c_in <= layers.DIRECT_CONV_MAX_TAPS
     x = jax.random.normal(jax.random.key(0), (2, size, size, c_in))
     k = jax.random.normal(jax.random.key(1), (kernel, kernel, c_in, 8))
-    before, after = network.conv_padding(padding, kernel)
+    before, after = layers.conv_padding(padding, kernel)
     pads = ((before, after), (before, after))
-    g = jax.random.normal(jax.random.key(2), network._xla_conv(x, k, stride, pads).shape)
+    g = jax.random.normal(jax.random.key(2), layers._xla_conv(x, k, stride, pads).shape)
 
     def loss(conv, a, b):
         return jnp.vdot(conv(a, b), g)
 
-    ours = lambda a, b: network.conv2d(a, b, None, stride, padding)  # noqa: E731
-    xla = lambda a, b: network._xla_conv(a, b, stride, pads)  # noqa: E731
+    ours = lambda a, b: layers.conv2d(a, b, None, stride, padding)  # noqa: E731
+    xla = lambda a, b: layers._xla_conv(a, b, stride, pads)  # noqa: E731
     if jax.default_backend() == "cpu":  # the direct path is what the CPU runs
         assert " convolution(" not in jax.jit(ours).lower(x, k).compile().as_text()
-    assert jnp.allclose(ours(x, k), xla(x, k), atol=1e-4), float(jnp.abs(ours(x, k) - xla(x, k)).max())
-    for mine, theirs in zip(jax.grad(loss, (1, 2))(ours, x, k), jax.grad(loss, (1, 2))(xla, x, k), strict=True):
+    assert jnp.allclose(ours(x, k), xla(x, k), atol=1e-4), float(
+        jnp.abs(ours(x, k) - xla(x, k)).max()
+    )
+    for mine, theirs in zip(
+        jax.grad(loss, (1, 2))(ours, x, k), jax.grad(loss, (1, 2))(xla, x, k), strict=True
+    ):
         assert jnp.allclose(mine, theirs, atol=1e-4)
-    wide = jax.random.normal(jax.random.key(3), (1, 8, 8, network.DIRECT_CONV_MAX_TAPS))
-    wide_k = jnp.ones((1, 1, network.DIRECT_CONV_MAX_TAPS + 1, 4))
+    wide = jax.random.normal(jax.random.key(3), (1, 8, 8, layers.DIRECT_CONV_MAX_TAPS))
+    wide_k = jnp.ones((1, 1, layers.DIRECT_CONV_MAX_TAPS + 1, 4))
     wide = jnp.concatenate([wide, wide[..., :1]], axis=-1)
-    wide_conv = jax.jit(network.conv2d, static_argnums=(2, 3, 4)).lower(wide, wide_k, None, 1, 0)
+    wide_conv = jax.jit(layers.conv2d, static_argnums=(2, 3, 4)).lower(wide, wide_k, None, 1, 0)
     assert " convolution(" in wide_conv.compile().as_text()
 
 
 def test_reshape_pool_equals_reduce_window_including_odd_sizes() -> None:
     x = jax.random.normal(jax.random.key(0), (2, 9, 7, 3))
-    fast = network.max_pool(x, 2, 2)
+    fast = layers.max_pool(x, 2, 2)
     ref = jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
     assert fast.shape == (2, 4, 3, 3)
     assert jnp.array_equal(fast, ref)
@@ -101,7 +119,7 @@ def test_pool_gradient_equals_jax_autodiff_including_ties_and_odd_sizes(size, sh
         return v[:, : oh * size, : ow * size, :].reshape(b, oh, size, ow, size, c)
 
     def ours(v):
-        return jnp.vdot(network.max_pool(v, size, size), g)
+        return jnp.vdot(layers.max_pool(v, size, size), g)
 
     def plain(v):
         return jnp.vdot(windows(v).max((2, 4)), g)
@@ -130,9 +148,7 @@ def test_param_counts_match_shapes() -> None:
     cfg = ModelConfig(conv=[ConvBlock(8, batch_norm=True), ConvBlock(16)], dense=[32])
     rows = layer_table(cfg, 32, 3, 4)
     shapes = param_shapes(cfg, 32, 3, 4)
-    n_params = sum(
-        int(jnp.prod(jnp.array(s))) for s, kind in shapes.values()
-    )
+    n_params = sum(int(jnp.prod(jnp.array(s))) for s, kind in shapes.values())
     assert sum(r.params for r in rows) == n_params
     assert rows[0].params == 3 * 3 * 3 * 8  # no conv bias before batch norm
     conv2 = next(r for r in rows if r.name == "conv2")

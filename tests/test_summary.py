@@ -12,7 +12,7 @@ import pytest
 
 from cnncli.cli import app
 from cnncli.config import ConvBlock, ModelConfig, RunConfig, save_toml
-from cnncli.shapes import param_shapes
+from cnncli.model.shapes import param_shapes
 
 
 def _summary(runner, *args) -> dict:
@@ -73,7 +73,8 @@ def test_summary_shapes_equal_the_network(runner, tmp_path, case):
     import jax
     import jax.numpy as jnp
 
-    from cnncli import network
+    from cnncli.model import network
+    from cnncli.model.layers import max_pool
 
     args, model = CASES[case]
     if args[0] == "TOML":
@@ -96,7 +97,7 @@ def test_summary_shapes_equal_the_network(runner, tmp_path, case):
     def run(params, stats, x):
         logits, _, features = network.forward(params, stats, model, x, return_features=True)
         pooled = [
-            network.max_pool(f, b.pool, b.pool_stride or b.pool) if b.pool > 1 else f
+            max_pool(f, b.pool, b.pool_stride or b.pool) if b.pool > 1 else f
             for f, b in zip(features, model.conv, strict=True)
         ]
         return logits, features, pooled
@@ -166,7 +167,7 @@ def test_too_small_image_exits_2_naming_the_layer(runner):
 
 def _fake_run(root: Path, classes: list[str]) -> Path:
     """A run folder with config.toml and a model/ bundle of zero weights (no training)."""
-    from cnncli.bundle import save_bundle
+    from cnncli.inference.bundle import save_bundle
 
     cfg = RunConfig()
     cfg.data.image_size, cfg.data.channels = 24, 1

@@ -1,4 +1,4 @@
-"""cnncli.backbones.torch_legacy: legacy torch.save files read without torch, hash first, 4 globals."""
+"""cnncli.model.pretrained.torch_legacy: legacy torch.save files read without torch, hash first, 4 globals."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnncli.backbones.torch_legacy import (
+from cnncli.model.pretrained.torch_legacy import (
     LITE0_FILE,
     LITE0_PACKAGE,
     LITE0_SHA256,
@@ -22,7 +22,7 @@ from cnncli.backbones.torch_legacy import (
     package_weights_file,
     read_legacy_state_dict,
 )
-from cnncli.backbones.weights import WeightsError
+from cnncli.model.pretrained.weights import WeightsError
 
 # ---- a hand-written pickle emitter: enough opcodes to write what _legacy_save writes ----
 

@@ -14,9 +14,9 @@ from PIL import Image
 from cnncli.cli import app
 from cnncli.config import RunConfig, model_preset
 from cnncli.data.loader import epoch_order
-from cnncli.model import init_weights
-from cnncli.steps import class_weights_for, make_steps, weighted_loss
-from cnncli.train import make_optimizer
+from cnncli.model.flax_module import init_weights
+from cnncli.training.steps import class_weights_for, make_steps, weighted_loss
+from cnncli.training.train import make_optimizer
 from tests.conftest import TINY
 
 
@@ -182,7 +182,7 @@ def test_find_lr_plots_and_suggests(runner, tree3, tmp_path):
 
 def test_batch_norm_uses_only_the_real_rows_of_a_padded_batch():
     """Training-mode batch norm: statistics over mask-1 rows, as numpy computes them."""
-    from cnncli import network
+    from cnncli.model import layers
 
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, (5, 4, 4, 3)).astype(np.float32)
@@ -190,18 +190,18 @@ def test_batch_norm_uses_only_the_real_rows_of_a_padded_batch():
     x[3:] = 1e3  # padding rows: any value must leave the statistics unchanged
     params = {"bn/scale": jnp.full(3, 2.0), "bn/bias": jnp.full(3, 0.5)}
     stats = {"bn/mean": jnp.zeros(3), "bn/var": jnp.ones(3)}
-    y, new = network.batch_norm(jnp.asarray(x), params, stats, "bn", True, jnp.asarray(mask))
+    y, new = layers.batch_norm(jnp.asarray(x), params, stats, "bn", True, jnp.asarray(mask))
     real = x[:3].reshape(-1, 3).astype(np.float64)
     mean, var = real.mean(0), real.var(0)
-    m = network.BN_MOMENTUM
+    m = layers.BN_MOMENTUM
     np.testing.assert_allclose(new["bn/mean"], (1 - m) * mean, rtol=1e-5)
     np.testing.assert_allclose(new["bn/var"], m + (1 - m) * var, rtol=1e-5)
-    expected = (x[:3] - mean) / np.sqrt(var + network.BN_EPS) * 2.0 + 0.5
+    expected = (x[:3] - mean) / np.sqrt(var + layers.BN_EPS) * 2.0 + 0.5
     np.testing.assert_allclose(np.asarray(y)[:3], expected, atol=1e-4)
     # Inference uses the running statistics instead.
-    y_eval, none = network.batch_norm(jnp.asarray(x), params, new, "bn", False, None)
+    y_eval, none = layers.batch_norm(jnp.asarray(x), params, new, "bn", False, None)
     run_mean, run_var = np.asarray(new["bn/mean"]), np.asarray(new["bn/var"])
-    expected_eval = (x - run_mean) / np.sqrt(run_var + network.BN_EPS) * 2.0 + 0.5
+    expected_eval = (x - run_mean) / np.sqrt(run_var + layers.BN_EPS) * 2.0 + 0.5
     assert none == {}
     np.testing.assert_allclose(np.asarray(y_eval), expected_eval, rtol=1e-4, atol=1e-3)
 
@@ -211,7 +211,7 @@ def test_compile_clock_counts_only_compiling_inside_it():
     import jax
     import jax.numpy as jnp
 
-    from cnncli.timing import CompileClock
+    from cnncli.training.timing import CompileClock
 
     f = jax.jit(lambda x: jnp.tanh(x) @ x.T)
     with CompileClock() as clock:

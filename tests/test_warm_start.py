@@ -122,8 +122,8 @@ def test_init_file_fine_tunes_in_two_phases_and_predict_matches(
 def _forward(meta, weights, pixels):
     import jax
 
-    from cnncli import network
     from cnncli.config import from_dict
+    from cnncli.model import network
 
     cfg = from_dict({"model": meta["model"]}).model
     params = {k: v for k, v in weights.items() if not k.endswith(("/mean", "/var"))}
@@ -291,7 +291,7 @@ def test_recipe_gives_a_fresh_head_enough_steps():
     """Head-only epochs scale with the steps an epoch makes (few images: more epochs), a run
     source fine-tunes its backbone at the full lr, a pretrained one at lr / 10."""
     from cnncli.config import RunConfig
-    from cnncli.warm_start import InitSource, configure
+    from cnncli.training.warm_start import InitSource, configure
 
     pretrained = InitSource(
         "x", "file", "x", "resnet18", pretrained_cfg=NC_CONFIG["pretrained_cfg"]

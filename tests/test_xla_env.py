@@ -1,4 +1,4 @@
-"""cnncli.xla_env: when XLA_FLAGS is set, that a user's choice wins, and that numbers don't move."""
+"""cnncli.training.xla_env: when XLA_FLAGS is set, that a user's choice wins, and that numbers don't move."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cnncli import xla_env
+from cnncli.training import xla_env
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKERS = b"\x00".join(xla_env._FLAG_MARKERS)
@@ -162,7 +162,7 @@ def test_trim_folder_drops_oldest_files_first(tmp_path):
 
 
 def test_cli_import_leaves_jax_out():
-    code = "import sys, cnncli.cli, cnncli.xla_env; print('jax' in sys.modules)"
+    code = "import sys, cnncli.cli, cnncli.training.xla_env; print('jax' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
@@ -173,13 +173,13 @@ def test_cli_import_leaves_jax_out():
 TRAIN_STEPS = """
 import json, os, sys
 if sys.argv[1] == "configure":
-    from cnncli.xla_env import configure_xla
+    from cnncli.training.xla_env import configure_xla
     configure_xla()
 import jax, numpy as np
 from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from cnncli.model import init_weights
-from cnncli.steps import make_steps
-from cnncli.train import make_optimizer
+from cnncli.model.flax_module import init_weights
+from cnncli.training.steps import make_steps
+from cnncli.training.train import make_optimizer
 
 cfg = RunConfig(
     model=ModelConfig(dropout=0.0),
@@ -225,7 +225,7 @@ def test_flags_leave_training_numbers_unchanged(tmp_path):
         assert proc.returncode == 0, err[-2000:]
         runs[mode] = json.loads(out.strip().splitlines()[-1])
     if runs["configure"]["flags"] is None:
-        pytest.skip("the installed jaxlib does not take cnncli.xla_env.CPU_FLAGS")
+        pytest.skip("the installed jaxlib does not take cnncli.training.xla_env.CPU_FLAGS")
     assert runs["configure"]["flags"] == xla_env.CPU_FLAGS
     assert runs["default"]["flags"] is None
     assert runs["configure"]["losses"] == pytest.approx(runs["default"]["losses"], abs=1e-4)
@@ -237,7 +237,7 @@ def _malloc_tuned(env_extra: dict[str, str]) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     env.pop("LD_PRELOAD", None)
     env.update(env_extra)
-    code = "from cnncli.xla_env import configure_malloc; print(configure_malloc())"
+    code = "from cnncli.training.xla_env import configure_malloc; print(configure_malloc())"
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, check=True
     )

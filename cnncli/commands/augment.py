@@ -15,7 +15,7 @@ from cnncli.commands.common import (
     handled_errors,
     label_options,
 )
-from cnncli.xla_env import configure_xla
+from cnncli.training.xla_env import configure_xla
 
 
 def augment_command(
@@ -69,8 +69,8 @@ def augment_command(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
         from rich.table import Table
 
-        from cnncli.augment import parse_ops, resolve_ops
-        from cnncli.report import make_console
+        from cnncli.augment.ops import parse_ops, resolve_ops
+        from cnncli.reporting.report import make_console
 
         try:
             chosen = resolve_ops(
@@ -79,7 +79,7 @@ def augment_command(
         except ValueError as exc:
             raise fail(str(exc)) from None
 
-        from cnncli.expand import ExpandError, expand_dataset, preview_target, write_preview
+        from cnncli.augment.expand import ExpandError, expand_dataset, preview_target, write_preview
 
         console = make_console(quiet=quiet)
         labels = label_options(labels_file, label_delimiter, False)

@@ -85,10 +85,10 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's input problem: shown as one line, exit 2."""
-    from cnncli.backbones.weights import WeightsError
-    from cnncli.bundle import BundleError
     from cnncli.config import ConfigError
     from cnncli.data.scan import DatasetError
+    from cnncli.inference.bundle import BundleError
+    from cnncli.model.pretrained.weights import WeightsError
 
     return (ConfigError, DatasetError, BundleError, WeightsError, FileNotFoundError)
 
@@ -178,7 +178,7 @@ def write_run_report(run_dir: Path, console, predictions=None) -> Path | None:
     (the run itself is already saved)."""
     from rich.markup import escape
 
-    from cnncli.htmlreport import write_report
+    from cnncli.reporting.htmlreport import write_report
 
     try:
         return write_report(run_dir, predictions)

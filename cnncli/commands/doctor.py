@@ -17,7 +17,7 @@ from cnncli.commands.common import (
     handled_errors,
     label_options,
 )
-from cnncli.near_duplicates import NearRule
+from cnncli.quality.near_duplicates import NearRule
 
 
 def doctor(
@@ -135,9 +135,9 @@ def doctor(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         from cnncli.data.labels import load_dataset, skipped_rows
-        from cnncli.doctor import check_dataset
-        from cnncli.report import make_console
-        from cnncli.xla_env import configure_xla
+        from cnncli.quality.doctor import check_dataset
+        from cnncli.reporting.report import make_console
+        from cnncli.training.xla_env import configure_xla
 
         if near_distance is not None and near_distance != -1:
             raise fail(
@@ -178,7 +178,7 @@ def doctor(
                 near_progress=comparing,
             )
         if html_out is not None:
-            from cnncli.doctor_html import write_page
+            from cnncli.quality.doctor_html import write_page
 
             write_page(html_out, dataset.root, report.duplicates)
         skipped = skipped_rows(dataset)
@@ -238,7 +238,7 @@ def _render(console, report, limit: int | None, html_out: Path | None = None) ->
     from rich.markup import escape
     from rich.table import Table
 
-    from cnncli.report import dataset_table
+    from cnncli.reporting.report import dataset_table
 
     console.print(f"data: [bold]{escape(report.root)}[/bold] ({report.layout} layout)")
     console.print(dataset_table(report.counts, "files"))

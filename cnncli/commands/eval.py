@@ -15,7 +15,7 @@ from cnncli.commands.common import (
     handled_errors,
     label_options,
 )
-from cnncli.xla_env import configure_xla
+from cnncli.training.xla_env import configure_xla
 
 
 def _eval_items(bundle, data_dir: Path | None, labels=None):
@@ -28,7 +28,7 @@ def _eval_items(bundle, data_dir: Path | None, labels=None):
 
     from cnncli.data.labels import load_labelled, skipped_rows
     from cnncli.data.scan import DatasetError, as_multi_label, read_manifest
-    from cnncli.run import MANIFEST_FILE, RUN_FILE
+    from cnncli.training.run import MANIFEST_FILE, RUN_FILE
 
     notes: list[str] = []
     if data_dir is None:
@@ -116,11 +116,11 @@ def eval_(
 
         from rich.progress import Progress
 
-        from cnncli.bundle import load_bundle
-        from cnncli.evaluate import compute_metrics, misclassified_rows
-        from cnncli.plots import plot_confusion_matrix
-        from cnncli.predict import evaluate_items
-        from cnncli.report import make_console, metrics_tables
+        from cnncli.charts.plots import plot_confusion_matrix
+        from cnncli.inference.bundle import load_bundle
+        from cnncli.inference.evaluate import compute_metrics, misclassified_rows
+        from cnncli.inference.predict import evaluate_items
+        from cnncli.reporting.report import make_console, metrics_tables
 
         console = make_console(to_stderr=json_out, quiet=quiet)
         if top_k is not None and top_k < 1:
@@ -190,7 +190,7 @@ def _refresh_report(bundle, console, source, paths, scores, labels, skipped) -> 
     import numpy as np
 
     from cnncli.commands.common import write_run_report
-    from cnncli.reportdata import Predictions
+    from cnncli.inference.heldout import Predictions
 
     run_dir = bundle.path.parent
     if not (run_dir / "run.json").is_file():
@@ -232,8 +232,8 @@ def _report_multilabel(
     """Multi-label eval: metrics at the bundle's thresholds, metrics.json, misclassified.csv."""
     import json
 
-    from cnncli.multilabel import compute_multilabel_metrics, mistaken_rows
-    from cnncli.report import multilabel_tables
+    from cnncli.inference.multilabel import compute_multilabel_metrics, mistaken_rows
+    from cnncli.reporting.report import multilabel_tables
 
     metrics = compute_multilabel_metrics(probs, targets, bundle.classes, bundle.thresholds)
     result = _write_results(

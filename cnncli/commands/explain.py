@@ -53,11 +53,11 @@ def explain(
 
         from rich.markup import escape
 
-        from cnncli.bundle import load_bundle
+        from cnncli.charts.plots import plot_feature_maps, plot_filters, plot_heatmap_overlay
         from cnncli.data.decode import DecodeError, decode_image
-        from cnncli.explain import explain_image
-        from cnncli.plots import plot_feature_maps, plot_filters, plot_heatmap_overlay
-        from cnncli.report import make_console
+        from cnncli.inference.bundle import load_bundle
+        from cnncli.inference.explain import explain_image
+        from cnncli.reporting.report import make_console
 
         console = make_console(to_stderr=json_out, quiet=quiet)
         if max_channels < 1:
@@ -133,9 +133,9 @@ def _explain_labels(
 
     from rich.markup import escape
 
-    from cnncli.explain import label_cams
-    from cnncli.plots import plot_feature_maps, plot_filters, plot_heatmap_overlay
-    from cnncli.predict import label_set
+    from cnncli.charts.plots import plot_feature_maps, plot_filters, plot_heatmap_overlay
+    from cnncli.inference.explain import label_cams
+    from cnncli.inference.predict import label_set
     from cnncli.safepath import safe_dirname
 
     found = label_set(result.probs, bundle.classes, bundle.thresholds)

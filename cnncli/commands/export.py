@@ -28,10 +28,10 @@ def export(
 ) -> None:
     """Export a model for onnxruntime or jax.export; refuses one that differs from the Flax model."""
     with handled_errors():
-        from cnncli.bundle import load_bundle
-        from cnncli.export import VerificationError, export_bundle
-        from cnncli.exported import FORMATS
-        from cnncli.report import make_console
+        from cnncli.inference.bundle import load_bundle
+        from cnncli.inference.export import VerificationError, export_bundle
+        from cnncli.inference.exported import FORMATS
+        from cnncli.reporting.report import make_console
 
         fmt = fmt.lower()
         if fmt not in FORMATS:

@@ -1,7 +1,7 @@
 """`cnn doctor DIR --model RUN | --oof FILE | --folds K`: likely-mislabeled images.
 
 Gets each image's class probabilities (the run's model, an oof.csv, or a fresh K-fold
-training), ranks suspects by confident learning (cnncli.labelissues), writes
+training), ranks suspects by confident learning (cnncli.quality.labelissues), writes
 label_issues.csv and refreshes the run's report. Never moves or edits an image.
 """
 
@@ -19,8 +19,8 @@ def _model_probs(dataset, run: Path):
     """The run's model over every image of the dataset: (paths, labels, probs, classes)."""
     import numpy as np
 
-    from cnncli.bundle import load_bundle
-    from cnncli.predict import evaluate_items
+    from cnncli.inference.bundle import load_bundle
+    from cnncli.inference.predict import evaluate_items
 
     bundle = load_bundle(run)
     unknown = [c for c in dataset.classes if c not in bundle.classes]
@@ -38,7 +38,7 @@ def _oof_probs(dataset, path: Path):
     """oof.csv rows for the images of the dataset, labels as the dataset gives them."""
     import numpy as np
 
-    from cnncli.labelissues import OofError, read_oof
+    from cnncli.quality.labelissues import OofError, read_oof
 
     try:
         paths, labels, probs, classes = read_oof(path)
@@ -60,9 +60,9 @@ def _train_folds(dataset, k: int, run: Path | None, config: Path | None, console
     """Run `cnn train DIR --folds K` (with --config, or run's config) and return its oof.csv."""
     from importlib.util import find_spec
 
-    from cnncli.run import next_run_dir
+    from cnncli.training.run import next_run_dir
 
-    if find_spec("cnncli.crossval") is None:
+    if find_spec("cnncli.training.crossval") is None:
         raise fail("--folds needs `cnn train --folds K` (not in this version); pass --oof FILE")
     if k < 2:
         raise fail("--folds must be >= 2")
@@ -86,7 +86,7 @@ def label_check(
     """Suspects as dicts (also written to label_issues.csv); refreshes the run's report."""
     from dataclasses import asdict
 
-    from cnncli.labelissues import ISSUES_FILE, find_label_issues, write_issues
+    from cnncli.quality.labelissues import ISSUES_FILE, find_label_issues, write_issues
 
     if dataset.multi_label:
         raise fail("likely-mislabeled images: single-label data only (one label per image)")
@@ -113,7 +113,7 @@ def label_check(
         f"{len(issues)} likely-mislabeled image(s) of {len(paths)} by {source}; wrote {target}"
     )
     if copy_to is not None:
-        from cnncli.predict import Prediction, sort_into
+        from cnncli.inference.predict import Prediction, sort_into
 
         copies = sort_into(
             [Prediction(i.file) for i in issues], [i.suggested for i in issues], copy_to

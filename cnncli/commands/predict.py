@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import Opt, fail, handled_errors
-from cnncli.xla_env import configure_xla
+from cnncli.training.xla_env import configure_xla
 
 
 def predict(
@@ -56,11 +56,11 @@ def predict(
     """Classify images with a trained model; exit 1 if some files could not be read."""
     configure_xla()
     with handled_errors():
-        from cnncli.exported import load_model
-        from cnncli.predict import collect_inputs, label_of, predict_paths
-        from cnncli.predict import top_k as top_k_of
-        from cnncli.report import make_console, predictions_table
-        from cnncli.run import newest_run
+        from cnncli.inference.exported import load_model
+        from cnncli.inference.predict import collect_inputs, label_of, predict_paths
+        from cnncli.inference.predict import top_k as top_k_of
+        from cnncli.reporting.report import make_console, predictions_table
+        from cnncli.training.run import newest_run
 
         console = make_console(to_stderr=json_out, quiet=quiet)
         if threshold is not None and not 0.0 <= threshold <= 1.0:
@@ -104,7 +104,7 @@ def predict(
         else:
             console.print(predictions_table(rows, k))
         if sort_into is not None:
-            from cnncli.predict import sort_into as copy_sorted
+            from cnncli.inference.predict import sort_into as copy_sorted
 
             ok = [p for p in preds if p.error is None]
             labels = [r["label"] for r in rows if "error" not in r]
@@ -125,8 +125,8 @@ def _exit_on_errors(console, preds, problems) -> None:
 
 def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, sort_into) -> None:
     """Multi-label output: each image's label set (probability >= its label's threshold)."""
-    from cnncli.predict import label_set
-    from cnncli.report import label_sets_table
+    from cnncli.inference.predict import label_set
+    from cnncli.reporting.report import label_sets_table
 
     thresholds = [threshold] * len(bundle.classes) if threshold is not None else bundle.thresholds
     rows = []
@@ -147,7 +147,7 @@ def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, so
     else:
         console.print(label_sets_table(rows))
     if sort_into is not None:
-        from cnncli.predict import sort_into as copy_sorted
+        from cnncli.inference.predict import sort_into as copy_sorted
 
         ok = [p for p in preds if p.error is None]
         labels = [r["labels"] or ["unknown"] for r in rows if "error" not in r]

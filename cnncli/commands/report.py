@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import Opt, fail, handled_errors
-from cnncli.xla_env import configure_xla
+from cnncli.training.xla_env import configure_xla
 
 
 def report(
@@ -22,8 +22,8 @@ def report(
     """
     configure_xla()
     with handled_errors():
-        from cnncli.htmlreport import write_report
-        from cnncli.report import make_console
+        from cnncli.reporting.htmlreport import write_report
+        from cnncli.reporting.report import make_console
 
         if not (run / "config.toml").is_file() or not (run / "run.json").is_file():
             raise fail(f"{run}: not a run folder (no config.toml / run.json)")

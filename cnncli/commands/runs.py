@@ -28,8 +28,8 @@ def runs(
 
         from rich.markup import escape
 
-        from cnncli.report import make_console
-        from cnncli.runs import SORT_KEYS, diff_runs, find_runs, is_run, sort_runs
+        from cnncli.reporting.report import make_console
+        from cnncli.reporting.runs import SORT_KEYS, diff_runs, find_runs, is_run, sort_runs
 
         console = make_console(to_stderr=json_out)
         if diff is not None:

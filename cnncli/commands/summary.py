@@ -1,6 +1,6 @@
 """`cnn summary`: the network's layer table (shapes, parameters, MACs) without training.
 
-Pure shape arithmetic (cnncli.shapes): this command never imports jax.
+Pure shape arithmetic (cnncli.model.shapes): this command never imports jax.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _load_source(source: Path | None):
     if (source / "config.toml").is_file():
         return load_toml(source / "config.toml"), _saved_classes(source / "model"), str(source)
     if (source / "model.json").is_file():
-        from cnncli.bundle import load_bundle
+        from cnncli.inference.bundle import load_bundle
 
         bundle = load_bundle(source)
         cfg = RunConfig()
@@ -61,18 +61,18 @@ def _load_source(source: Path | None):
 def _init_source(init: str):
     """(RunConfig, class count or None, description) for --init: a run, a weights file or
     folder (its header names the ResNet), or a backbone name. Nothing is downloaded."""
-    from cnncli.backbones.family import KNOWN
-    from cnncli.backbones.lite_spec import ARCHS as LITE
-    from cnncli.backbones.lite_weights import lookup_packaged
-    from cnncli.backbones.registry import lookup
     from cnncli.config import ConfigError, ModelConfig, RunConfig
-    from cnncli.warm_start import CPU_IMAGE_SIZE
+    from cnncli.model.family import KNOWN
+    from cnncli.model.lite_spec import ARCHS as LITE
+    from cnncli.model.pretrained.lite_weights import lookup_packaged
+    from cnncli.model.pretrained.registry import lookup
+    from cnncli.training.warm_start import CPU_IMAGE_SIZE
 
     path = Path(init).expanduser()
     if path.is_dir() and any((p / "model.json").is_file() for p in (path, path / "model")):
         return _load_source(path)
     if path.exists():
-        from cnncli.warm_start import _from_file
+        from cnncli.training.warm_start import _from_file
 
         arch, described = _from_file(init, path).arch, f"weights file {path}"
     elif lookup_packaged(init) is not None:
@@ -160,8 +160,8 @@ def summary(
 
         from cnncli.commands.common import int_list, model_overrides
         from cnncli.config import merge_overrides, model_preset
-        from cnncli.report import layer_inputs, layers_table, make_console
-        from cnncli.shapes import layer_table
+        from cnncli.model.shapes import layer_table
+        from cnncli.reporting.report import layer_inputs, layers_table, make_console
 
         if num_classes is not None and num_classes < 2:
             raise fail(f"--num-classes must be >= 2, got {num_classes}")

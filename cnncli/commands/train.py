@@ -36,7 +36,7 @@ from cnncli.commands.train_display import (
     run_with_live_table,
     warn_dataset,
 )
-from cnncli.xla_env import configure_xla
+from cnncli.training.xla_env import configure_xla
 
 
 def train(
@@ -374,8 +374,8 @@ def train(
                 "--resume/--find-lr/--coordinator/--time-budget"
             )
         from cnncli.config import parse_color
-        from cnncli.distributed import resolve_cluster
-        from cnncli.report import make_console
+        from cnncli.reporting.report import make_console
+        from cnncli.training.distributed import resolve_cluster
 
         cluster = resolve_cluster(coordinator, num_processes, process_id)
         if cluster is not None and find_lr:
@@ -473,7 +473,7 @@ def train(
             _run_training(plan, console, json_out, quiet, rank, processes)
         except user_errors():  # e.g. weights that fail to load: no half-made run stays
             if not plan.resume and rank == 0:
-                from cnncli.run import discard_unstarted
+                from cnncli.training.run import discard_unstarted
 
                 discard_unstarted(plan.run_dir)
             raise
@@ -483,7 +483,7 @@ def _stepped_down(plan):
     """(config, changes) of the restart the learning check may ask for: runs of the
     automatic from-scratch recipe only (not a resume, a --time-budget race, --init or
     multi-label data), and only when some regularisation is left to step down."""
-    from cnncli.recipe import step_down
+    from cnncli.training.recipe import step_down
 
     recipe = plan.recipe
     if recipe is None or "race" in recipe or plan.resume or plan.dataset.multi_label:
@@ -498,7 +498,7 @@ def _prediction_warning(plan, outcome) -> str:
     """The end-of-run warning for a model whose val predictions fall on one class or whose
     val accuracy is near the largest class's share ('' when there is nothing to say)."""
     from cnncli.data.scan import class_counts
-    from cnncli.reportdata import prediction_warning
+    from cnncli.reporting.reportdata import prediction_warning
 
     if outcome.finished_before or plan.dataset.multi_label or not outcome.val_predicted:
         return ""
@@ -510,7 +510,7 @@ def _prediction_warning(plan, outcome) -> str:
 
 
 def _is_cross_validation(run_dir: Path) -> bool:
-    from cnncli.crossval import is_cross_validation
+    from cnncli.training.crossval import is_cross_validation
 
     return is_cross_validation(run_dir)
 
@@ -521,7 +521,7 @@ def _find_lr(data_dir, given: Given, out, console, json_out: bool, labels=None) 
 
     from rich.table import Table
 
-    from cnncli.run import find_lr, plan_new_run
+    from cnncli.training.run import find_lr, plan_new_run
 
     cfg, dataset, _ = configure(data_dir, given, labels)
     plan = plan_new_run(data_dir, cfg, out or None, name="find_lr", labels=labels, dataset=dataset)
@@ -550,8 +550,8 @@ def _run_training(
     from rich.markup import escape
 
     from cnncli.data.scan import class_counts
-    from cnncli.report import dataset_table, layers_table
-    from cnncli.run import read_attempts, write_summary
+    from cnncli.reporting.report import dataset_table, layers_table
+    from cnncli.training.run import read_attempts, write_summary
 
     console.print(
         f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
@@ -565,12 +565,12 @@ def _run_training(
     if rank == 0:
         warn_dataset(plan, console)
     if plan.recipe is not None and "race" not in plan.recipe:
-        from cnncli.report import recipe_table
+        from cnncli.reporting.report import recipe_table
 
         console.print(recipe_table(plan.recipe["rows"], "recipe (chosen from the data; flags win)"))
     print_init(plan, console)
     if plan.cfg.model.backbone:  # one row per block; `cnn summary` shows every layer
-        from cnncli.report import block_rows
+        from cnncli.reporting.report import block_rows
 
         title = f"network for {input_text(plan.cfg.data)} input, one row per block"
         console.print(layers_table(block_rows(plan.layers), title))
@@ -585,7 +585,7 @@ def _run_training(
     plan.stop_when_not_learning = restart is not None
     outcome = run_with_live_table(console, plan, interrupted)
     if restart is not None and outcome.stopped.startswith("not learning"):
-        from cnncli.run import restart_from_scratch
+        from cnncli.training.run import restart_from_scratch
 
         cfg, changes = restart
         plan = restart_from_scratch(plan, outcome, cfg, changes)

@@ -13,7 +13,7 @@ def join_cluster(cluster) -> tuple[int, int]:
     """Join the multi-process run, if any: (this process's index, number of processes)."""
     if cluster is None:
         return 0, 1
-    from cnncli import distributed
+    from cnncli.training import distributed
 
     try:
         distributed.initialize(cluster)
@@ -35,7 +35,7 @@ def leave_cluster_on_error():
         code = exc.exit_code if isinstance(exc, typer.Exit) else 1
         if isinstance(exc, KeyboardInterrupt):
             code = 130
-        from cnncli.distributed import in_cluster
+        from cnncli.training.distributed import in_cluster
 
         if code and in_cluster():
             import os
@@ -55,8 +55,8 @@ def plan_across_processes(make_plan, rank: int):
 
     If planning fails on process 0, every process stops with its message.
     """
-    from cnncli import distributed
-    from cnncli.run import plan_from_message, plan_message
+    from cnncli.training import distributed
+    from cnncli.training.run import plan_from_message, plan_message
 
     if rank == 0:
         try:

@@ -42,7 +42,7 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
 
     Returns (cfg, dataset, recipe info for the table and recipe.json, or None).
     """
-    from cnncli.run import load_run_dataset
+    from cnncli.training.run import load_run_dataset
 
     # The scan's settings (split, seed, symlinks) are never the recipe's to choose.
     cfg = new_config(given)
@@ -50,7 +50,7 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
     if given.recipe == "fixed":
         return cfg, dataset, None
     from cnncli.data.stats import dataset_stats
-    from cnncli.recipe import choose_recipe, recipe_rows
+    from cnncli.training.recipe import choose_recipe, recipe_rows
 
     stats = dataset_stats(dataset, seed=cfg.train.seed)
     explicit = given.explicit()
@@ -68,8 +68,8 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
 def pretrained_for(stats, explicit: set[str]):
     """The pretrained recipe when the data is photo-like and the user chose no network,
     start or training mode of their own (recipe_pretrained.py); else None."""
-    from cnncli.recipe_pretrained import pretrained_recipe
-    from cnncli.warm_start import accelerator_present
+    from cnncli.training.recipe_pretrained import pretrained_recipe
+    from cnncli.training.warm_start import accelerator_present
 
     mine = {"model", "train.init", "train.freeze", "train.tune_blocks"}
     if explicit & mine:
@@ -102,7 +102,7 @@ def new_config(given: Given, recipe=None):
     if recipe is None:
         cfg = load_toml(config) if config else RunConfig()
     else:
-        from cnncli.recipe import apply_recipe
+        from cnncli.training.recipe import apply_recipe
 
         cfg = apply_recipe(RunConfig(), recipe)
         if config:
@@ -124,11 +124,13 @@ def new_config(given: Given, recipe=None):
     if large_batch:
         cfg.train = large_batch_preset(cfg.train, large_batch)
         validate(cfg)
-    return cfg
+    from cnncli.model.family import check_config
+
+    return check_config(cfg)
 
 
 def _with_augment(cfg, text: str):
-    from cnncli.augment import PRESETS, parse_ops
+    from cnncli.augment.ops import PRESETS, parse_ops
     from cnncli.config import AugmentConfig, ConfigError
 
     name = text.strip().lower()
@@ -150,8 +152,8 @@ def with_init(data_dir, given: Given, labels):
     (warm_start.configure, which sizes the head-only phase by the training images), so the
     recipe chosen from the data does not apply; keys the user set (flags, --config) win.
     """
-    from cnncli import warm_start
-    from cnncli.run import load_run_dataset
+    from cnncli.training import warm_start
+    from cnncli.training.run import load_run_dataset
 
     cfg = new_config(given)
     src = warm_start.resolve(cfg.train.init)
@@ -162,8 +164,8 @@ def with_init(data_dir, given: Given, labels):
 
 def plan_run(data_dir, given: Given, out, resume, labels):
     """Plan a new run or a resume (on process 0 only, in a multi-process run)."""
-    from cnncli.run import plan_new_run, plan_resume, write_recipe
-    from cnncli.tblog import tensorboard_missing
+    from cnncli.training.run import plan_new_run, plan_resume, write_recipe
+    from cnncli.training.tblog import tensorboard_missing
 
     if resume is not None:
         plan = plan_resume(resume)
@@ -181,7 +183,7 @@ def plan_run(data_dir, given: Given, out, resume, labels):
         raise fail(tensorboard_missing())
     src = None
     if cfg.train.init:  # the recipe chose the pretrained start
-        from cnncli import warm_start
+        from cnncli.training import warm_start
 
         src = warm_start.resolve(cfg.train.init)
         chosen = {c["key"] for c in recipe["recipe"]["choices"]}

@@ -64,7 +64,7 @@ def warn_dataset(plan, console) -> None:
     """Name unusual skips (links, loops, pipes) and identical files across splits or classes."""
     from rich.markup import escape
 
-    from cnncli.doctor import quick_check
+    from cnncli.quality.doctor import quick_check
 
     routine = ("hidden", "not an image (file extension)")
     for path, reason in [i for i in plan.dataset.ignored if i[1] not in routine][:20]:
@@ -83,7 +83,7 @@ def print_init(plan, console) -> None:
     """Where the weights come from, the head, the licence, and the training mode."""
     from rich.markup import escape
 
-    from cnncli.warm_start import InitSource, describe
+    from cnncli.training.warm_start import InitSource, describe
 
     if not plan.info.get("init"):
         return
@@ -131,9 +131,9 @@ def run_with_live_table(console, plan, interrupted: str):
 
     A diverged run is a one-line error (exit 1); Ctrl-C prints `interrupted` and exits 130.
     """
-    from cnncli.report import TrainingDisplay
-    from cnncli.run import execute_run
-    from cnncli.train import TrainingDiverged
+    from cnncli.reporting.report import TrainingDisplay
+    from cnncli.training.run import execute_run
+    from cnncli.training.train import TrainingDiverged
 
     display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
     try:

@@ -19,7 +19,7 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
 
     from rich.progress import Progress
 
-    from cnncli.crossval import decode_all, write_results
+    from cnncli.training.crossval import decode_all, write_results
 
     cv, recipe = _start(data_dir, given, out, k, labels, resume)
     _print_plan(console, cv, recipe, resume is not None)
@@ -38,9 +38,9 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
 def _start(data_dir, given, out, k: int, labels, resume):
     """(CrossValidation, recipe info or None): a new K-fold run folder, or the one resumed."""
     from cnncli.commands.train_config import configure, with_init
-    from cnncli.crossval import plan_cross_validation, resume_cross_validation
-    from cnncli.run import write_recipe
-    from cnncli.tblog import tensorboard_missing
+    from cnncli.training.crossval import plan_cross_validation, resume_cross_validation
+    from cnncli.training.run import write_recipe
+    from cnncli.training.tblog import tensorboard_missing
 
     if resume is not None:
         return resume_cross_validation(resume), None
@@ -61,7 +61,7 @@ def _start(data_dir, given, out, k: int, labels, resume):
 def _print_plan(console, cv, recipe, resuming: bool) -> None:
     """The run folder, how the images were dealt into folds, the recipe and the network."""
     from cnncli.commands.train_display import data_title, input_text
-    from cnncli.report import layers_table, recipe_table
+    from cnncli.reporting.report import layers_table, recipe_table
 
     sizes = sorted(len(p.dataset.splits["val"]) for p in cv.plans)
     how = "iteratively stratified by label" if cv.dataset.multi_label else "stratified by class"
@@ -83,7 +83,7 @@ def _train_fold(console, cv, fold: int, loaded):
 
     # The per-run piece of `cnn train`: the live table, Ctrl-C at a safe point.
     from cnncli.commands.train_display import run_with_live_table
-    from cnncli.crossval import fold_probabilities, fold_result, seed_fold_cache
+    from cnncli.training.crossval import fold_probabilities, fold_result, seed_fold_cache
 
     plan = cv.plans[fold]
     seed_fold_cache(cv, fold, loaded)
@@ -106,7 +106,7 @@ def _train_fold(console, cv, fold: int, loaded):
 
 def _print_summary(console, summary: dict) -> None:
     """The folds table, then mean +- std (min, max) of val accuracy (and mAP) in one line."""
-    from cnncli.report import folds_table
+    from cnncli.reporting.report import folds_table
 
     console.print(folds_table(summary))
     acc = summary["val_acc"]

@@ -1,1 +1,0 @@
-"""Pretrained backbone families (ResNet), their weights loader and the named-weights registry."""

@@ -1,0 +1,163 @@
+"""The EfficientNet-Lite trunk as pure JAX over a flat dict of arrays.
+
+network.forward calls `trunk` when the model config names a Lite backbone, so training,
+evaluation, prediction, Grad-CAM and export all run this one function. It matches timm's
+`tf_efficientnet_lite*` in inference mode (tests/test_lite.py checks the logits):
+- TensorFlow 'SAME' padding, computed per side from the input (uneven on stride 2);
+- batch norm with eps 1e-3, ReLU6 after every conv but a block's projection;
+- depthwise convolutions as k x k shifted multiply-adds on the CPU: XLA:CPU's grouped
+  convolution (feature_group_count = C) ran 10-25x slower forward and ~8x slower under a
+  gradient (docs/performance.md). Other platforms keep XLA's grouped convolution.
+`start` lets training run the top blocks alone on cached activations of the lower ones
+(finetune.py), and `activations` computes those caches.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from cnncli.config import ModelConfig
+from cnncli.model.layers import batch_norm, conv2d_pads
+from cnncli.model.lite_spec import BN_EPS, blocks, same_padding
+
+
+def _pads(x: jax.Array, kernel: int, stride: int):
+    return same_padding(x.shape[1], kernel, stride), same_padding(x.shape[2], kernel, stride)
+
+
+def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+    """Depthwise conv (kernel (k, k, 1, C)) as a sum of k² shifted, strided views of the
+    padded input, each times one tap's per-channel weights: elementwise work XLA:CPU fuses."""
+    (top, bottom), (left, right) = pads
+    k = kernel.shape[0]
+    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    oh = (x.shape[1] + top + bottom - k) // stride + 1
+    ow = (x.shape[2] + left + right - k) // stride + 1
+    y = None
+    for i in range(k):
+        for j in range(k):
+            view = xp[
+                :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
+            ]
+            term = view * kernel[i, j, 0]
+            y = term if y is None else y + term
+    return y
+
+
+def grouped_depthwise(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
+    """The same depthwise conv through XLA's grouped convolution (fast on GPUs and TPUs)."""
+    return jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=(stride, stride),
+        padding=pads,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=x.shape[-1],
+    )
+
+
+def depthwise(x: jax.Array, kernel: jax.Array, stride: int, *, train: bool) -> jax.Array:
+    """TF-'SAME' depthwise conv: shifted multiply-adds on the CPU, grouped conv elsewhere.
+
+    Inference picks where the program runs (a multi-platform jax.export stays right);
+    training picks at trace time, so a gradient is taken through one form only.
+    """
+    pads = _pads(x, kernel.shape[0], stride)
+    if train:
+        if jax.default_backend() == "cpu":
+            return shifted_depthwise(x, kernel, stride, pads)
+        return grouped_depthwise(x, kernel, stride, pads)
+    return jax.lax.platform_dependent(
+        x,
+        kernel,
+        cpu=lambda a, b: shifted_depthwise(a, b, stride, pads),
+        default=lambda a, b: grouped_depthwise(a, b, stride, pads),
+    )
+
+
+def pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """A 1x1 conv as one matrix product over the channels."""
+    return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
+
+
+def _block(params, stats, new_stats, block, x, *, train, mask, bn_train):
+    def norm(y, bn, act):
+        y, upd = batch_norm(y, params, stats, bn, bn_train, mask, eps=BN_EPS)
+        new_stats.update(upd)
+        return jax.nn.relu6(y) if act else y
+
+    shortcut = x
+    convs = block.convs()
+    for i, (conv, bn, _k, s, c_in, _c_out) in enumerate(convs):
+        kernel = params[f"{conv}/kernel"]
+        x = depthwise(x, kernel, s, train=train) if c_in == 1 else pointwise(x, kernel)
+        x = norm(x, bn, act=i < len(convs) - 1)
+    return x + shortcut if block.skip else x
+
+
+def trunk(
+    params: dict[str, jax.Array],
+    stats: dict[str, jax.Array],
+    cfg: ModelConfig,
+    x: jax.Array,
+    *,
+    train: bool,
+    mask: jax.Array,
+    bn_train: bool,
+    start: int = 0,
+):
+    """Stem, the blocks, the 1x1 head conv: (head's map, updated BN stats, feature maps).
+
+    The maps are the stem's output, each stage's last block's output and the head conv's
+    (post-ReLU6, what Grad-CAM explains). start > 0: x is the output of block start - 1
+    (activations()), and only the blocks from `start` on run.
+    """
+    new_stats: dict[str, jax.Array] = {}
+
+    def conv_bn(x, conv, bn, stride):
+        kernel = params[f"{conv}/kernel"]
+        if kernel.shape[0] == 1:
+            y = pointwise(x, kernel)
+        else:
+            y = conv2d_pads(x, kernel, stride, _pads(x, kernel.shape[0], stride), train=train)
+        y, upd = batch_norm(y, params, stats, bn, bn_train, mask, eps=BN_EPS)
+        new_stats.update(upd)
+        return jax.nn.relu6(y)
+
+    features = []
+    if start == 0:
+        x = conv_bn(x, "conv_stem", "bn1", 2)
+        features.append(x)
+    every = blocks(cfg.backbone)
+    for n, block in enumerate(every[start:], start=start):
+        x = _block(params, stats, new_stats, block, x, train=train, mask=mask, bn_train=bn_train)
+        if n + 1 == len(every) or every[n + 1].prefix.split("/")[1] != block.prefix.split("/")[1]:
+            features.append(x)
+    x = conv_bn(x, "conv_head", "bn2", 1)
+    features.append(x)
+    return x, new_stats, features
+
+
+def activations(
+    params: dict[str, jax.Array],
+    stats: dict[str, jax.Array],
+    cfg: ModelConfig,
+    x: jax.Array,
+    upto: int,
+) -> jax.Array:
+    """Inference: the output of block upto - 1 (the input of `trunk(..., start=upto)`)."""
+    mask = jnp.ones((x.shape[0],), jnp.float32)
+    kernel = params["conv_stem/kernel"]
+    y = conv2d_pads(x, kernel, 2, _pads(x, kernel.shape[0], 2))
+    y, _ = batch_norm(y, params, stats, "bn1", False, mask, eps=BN_EPS)
+    x = jax.nn.relu6(y)
+    for block in blocks(cfg.backbone)[:upto]:
+        x = _block(params, stats, {}, block, x, train=False, mask=mask, bn_train=False)
+    return x
+
+
+def feature_names(name: str) -> list[str]:
+    """Names of trunk's feature maps: stem, stage1..stage7, head."""
+    stages = sorted({int(b.prefix.split("/")[1]) for b in blocks(name)})
+    return ["stem"] + [f"stage{s + 1}" for s in stages] + ["head"]
