@@ -61,6 +61,9 @@ class DataConfig:
     resize: str = "crop"
     pad_color: list[int] = field(default_factory=lambda: list(PAD_COLOR))
     val_fraction: float = 0.2
+    # Keep duplicates on one side of the split: near (identical files and pixels, and
+    # near-duplicate groups as `cnn doctor` finds them), exact (identical only) or off.
+    split_guard: str = "near"
     # Decoded-image cache budget in MiB; above it the cache is a memory-mapped file.
     cache_memory: int = 2048
     follow_symlinks: bool = False
@@ -169,6 +172,7 @@ CLASS_WEIGHTS = ("none", "auto")
 SAMPLERS = ("shuffle", "balanced")
 DATA_PLACEMENTS = ("auto", "device", "chunked", "host")
 PRECISIONS = ("fp32", "bf16")
+SPLIT_GUARDS = ("near", "exact", "off")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
@@ -341,6 +345,10 @@ def validate(cfg: RunConfig) -> RunConfig:
         f"data.pad_color must be 3 integers 0..255 (R, G, B), got {d.pad_color}",
     )
     _check(0.0 < d.val_fraction < 1.0, f"data.val_fraction must be in (0, 1), got {d.val_fraction}")
+    _check(
+        d.split_guard in SPLIT_GUARDS,
+        f"data.split_guard must be one of {SPLIT_GUARDS}, got {d.split_guard!r}",
+    )
     _check(0.0 < d.crop_pct <= 1.0, f"data.crop_pct must be in (0, 1], got {d.crop_pct}")
     _check(
         d.interpolation in INTERPOLATIONS,

@@ -151,6 +151,14 @@ def train(
             help="Validation share per class when there is no val/ folder (default: 0.2).",
         ),
     ] = None,
+    split_guard: Annotated[
+        str | None,
+        Opt(
+            "--split-guard",
+            help="Keep duplicates on one side of the split: near (identical and near-duplicate "
+            "images, as `cnn doctor` finds them), exact (identical only) or off (default: near).",
+        ),
+    ] = None,
     seed: Annotated[
         int | None,
         Opt(
@@ -407,6 +415,7 @@ def train(
                 "data.pad_color": None if pad_color is None else parse_color(pad_color),
                 "data.channels": channels,
                 "data.val_fraction": val_fraction,
+                "data.split_guard": split_guard,
                 "data.cache_memory": cache_memory,
                 "data.follow_symlinks": follow_symlinks,
                 "model.dense": int_list(dense, "--dense"),
