@@ -13,7 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cnncli.augment import ops as augment
-from cnncli.augment.expand import MANIFEST_NAME, ExpandError, expand_dataset
+from cnncli.augment.expand import expand_dataset
+from cnncli.augment.expand_paths import MANIFEST_NAME, ExpandError
 from cnncli.cli import app
 
 # One op set for every run, so the jitted step compiles once per bucket for the whole file.
@@ -120,7 +121,7 @@ def test_target_per_class_balances_and_reruns_identically(src: Path, tmp_path: P
 
 def test_offline_output_is_the_training_op_on_the_same_key(src: Path, tmp_path: Path):
     """No second implementation: an output equals apply_params on the image with its key."""
-    from cnncli.augment.expand import _path_id
+    from cnncli.augment.expand_device import _path_id
 
     out = tmp_path / "out"
     expand_dataset(src, out, ops=augment.parse_ops(OPS), per_image=1, seed=3, copy_originals=False)

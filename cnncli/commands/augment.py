@@ -79,7 +79,9 @@ def augment_command(
         except ValueError as exc:
             raise fail(str(exc)) from None
 
-        from cnncli.augment.expand import ExpandError, expand_dataset, preview_target, write_preview
+        from cnncli.augment.expand import expand_dataset
+        from cnncli.augment.expand_paths import ExpandError
+        from cnncli.augment.expand_preview import preview_target, write_preview
 
         console = make_console(quiet=quiet)
         labels = label_options(labels_file, label_delimiter, False)
