@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from cnncli.cli import app
-from cnncli.reporting.reportdata import prediction_warning
+from cnncli.inference.heldout import prediction_warning
 from cnncli.training.learning_check import LearningCheck, plan_check
 from cnncli.training.train import EpochRow
 

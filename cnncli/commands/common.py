@@ -136,43 +136,6 @@ def handled_errors():
         raise fail(message, 1) from None
 
 
-def int_list(text: str | None, flag: str) -> list[int] | None:
-    """Parse a comma-separated list of integers from a flag (None when the flag is absent)."""
-    if text is None:
-        return None
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise fail(f"{flag} takes comma-separated integers, e.g. 32,64,128; got {text!r}") from None
-    return values
-
-
-def model_overrides(cfg, filters, kernel, stride, padding, pool, batch_norm) -> list[dict]:
-    """Per-block conv settings from flags: a list applies to all blocks, count from --filters."""
-    from cnncli.config import to_dict
-
-    blocks = to_dict(cfg.model)["conv"]
-    if filters is not None:
-        template = blocks[-1] if blocks else {}
-        blocks = [
-            dict(blocks[i] if i < len(blocks) else template, filters=f)
-            for i, f in enumerate(filters)
-        ]
-    for key, value in (
-        ("kernel", kernel),
-        ("stride", stride),
-        ("padding", padding),
-        ("pool", pool),
-        ("batch_norm", batch_norm),
-    ):
-        if value is not None:
-            for b in blocks:
-                b[key] = value
-                if key == "pool":
-                    b["pool_stride"] = 0
-    return blocks
-
-
 def write_run_report(run_dir: Path, console, predictions=None) -> Path | None:
     """Write RUN/report.html after train or eval; a failure is a warning, never fatal
     (the run itself is already saved)."""

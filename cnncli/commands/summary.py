@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from cnncli.commands import train_options as opt
 from cnncli.commands.common import ImageSizeOpt, Opt, fail, handled_errors, image_size_option
 
 DEFAULT_NUM_CLASSES = 10
@@ -101,39 +102,17 @@ def summary(
         ),
     ] = None,
     image_size: ImageSizeOpt = None,
-    channels: Annotated[int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB).")] = None,
-    model: Annotated[
-        str | None,
-        Opt(
-            "--model",
-            help="Architecture preset: tiny, small, small-bn, compact, medium or resnet.",
-        ),
-    ] = None,
-    filters: Annotated[
-        str | None, Opt("--filters", help="Filters per conv block, comma-separated.")
-    ] = None,
-    kernel: Annotated[int | None, Opt("--kernel", help="Conv kernel size F.")] = None,
-    stride: Annotated[int | None, Opt("--stride", help="Conv stride S.")] = None,
-    padding: Annotated[
-        str | None, Opt("--padding", help="Conv padding P: same, valid or an integer.")
-    ] = None,
-    pool: Annotated[
-        int | None, Opt("--pool", help="Max-pool size (and stride) after each conv; 0 = none.")
-    ] = None,
-    batch_norm: Annotated[
-        bool | None, Opt("--batch-norm/--no-batch-norm", help="Batch norm after each conv.")
-    ] = None,
-    global_pool: Annotated[
-        bool | None,
-        Opt("--global-pool/--flatten", help="Global average pool instead of flatten."),
-    ] = None,
-    dense: Annotated[
-        str | None,
-        Opt("--dense", help="Fully connected layer sizes, comma-separated; '' for none."),
-    ] = None,
-    dropout: Annotated[
-        float | None, Opt("--dropout", help="Dropout after each dense layer.")
-    ] = None,
+    channels: opt.ChannelsOpt = None,
+    model: opt.ModelOpt = None,
+    filters: opt.FiltersOpt = None,
+    kernel: opt.KernelOpt = None,
+    stride: opt.StrideOpt = None,
+    padding: opt.PaddingOpt = None,
+    pool: opt.PoolOpt = None,
+    batch_norm: opt.BatchNormOpt = None,
+    global_pool: opt.GlobalPoolOpt = None,
+    dense: opt.DenseOpt = None,
+    dropout: opt.DropoutOpt = None,
     num_classes: Annotated[
         int | None,
         Opt(
@@ -158,10 +137,10 @@ def summary(
     with handled_errors():
         from rich.markup import escape
 
-        from cnncli.commands.common import int_list, model_overrides
         from cnncli.config import merge_overrides, model_preset
         from cnncli.model.shapes import layer_table
         from cnncli.reporting.report import layer_inputs, layers_table, make_console
+        from cnncli.training.new_run import int_list, model_overrides
 
         if num_classes is not None and num_classes < 2:
             raise fail(f"--num-classes must be >= 2, got {num_classes}")

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
+from cnncli.commands import train_options as opt
 from cnncli.commands.common import (
     ImageSizeOpt,
     LabelDelimiterOpt,
     LabelsOpt,
     MultiLabelOpt,
-    Opt,
     fail,
     handled_errors,
     image_size_option,
-    int_list,
     label_options,
     user_errors,
     write_run_report,
@@ -27,7 +23,6 @@ from cnncli.commands.train_cluster import (
     plan_across_processes,
     request_host_devices,
 )
-from cnncli.commands.train_config import Given, configure, plan_run
 from cnncli.commands.train_display import (
     data_title,
     input_text,
@@ -36,335 +31,73 @@ from cnncli.commands.train_display import (
     run_with_live_table,
     warn_dataset,
 )
+from cnncli.training.new_run import Given, configure, int_list, plan_run
 from cnncli.training.xla_env import configure_xla
 
 
 def train(
-    data_dir: Annotated[
-        Path | None,
-        typer.Argument(
-            help="Folder with <class>/ subfolders (or train/ and val/), or the folder the "
-            "paths of --labels FILE are relative to.",
-            show_default=False,
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        Opt("--config", help="TOML config (e.g. a run's config.toml); flags override it."),
-    ] = None,
-    out: Annotated[
-        Path | None, Opt("--out", help="Run folder (default: runs/train, runs/train2, ...).")
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        Opt("--resume", help="Continue the run in this folder from its last checkpoint."),
-    ] = None,
+    data_dir: opt.DataDirOpt = None,
+    config: opt.ConfigOpt = None,
+    out: opt.OutOpt = None,
+    resume: opt.ResumeOpt = None,
     labels: LabelsOpt = None,
     label_delimiter: LabelDelimiterOpt = ";",
     multi_label: MultiLabelOpt = False,
     image_size: ImageSizeOpt = None,
-    resize: Annotated[
-        str | None,
-        Opt(
-            "--resize",
-            help="How other shapes become the input size: crop (centre), pad (whole image, "
-            "letterboxed) or squish (stretched) (default: crop).",
-        ),
-    ] = None,
-    pad_color: Annotated[
-        str | None,
-        Opt(
-            "--pad-color",
-            help="Fill of --resize pad: grey level, R,G,B or #rrggbb (default: 128,128,128).",
-        ),
-    ] = None,
-    channels: Annotated[
-        int | None, Opt("--channels", help="1 (grayscale) or 3 (RGB) (default: 3).")
-    ] = None,
-    filters: Annotated[
-        str | None,
-        Opt("--filters", help="Filters per conv block, comma-separated (default: 32,64,128)."),
-    ] = None,
-    kernel: Annotated[int | None, Opt("--kernel", help="Conv kernel size F (default: 3).")] = None,
-    stride: Annotated[int | None, Opt("--stride", help="Conv stride S (default: 1).")] = None,
-    padding: Annotated[
-        str | None,
-        Opt("--padding", help="Conv padding P: same, valid or an integer (default: same)."),
-    ] = None,
-    pool: Annotated[
-        int | None,
-        Opt("--pool", help="Max-pool size (and stride) after each conv; 0 = none (default: 2)."),
-    ] = None,
-    batch_norm: Annotated[
-        bool | None,
-        Opt("--batch-norm/--no-batch-norm", help="Batch norm after each conv (default: off)."),
-    ] = None,
-    global_pool: Annotated[
-        bool | None,
-        Opt(
-            "--global-pool/--flatten",
-            help="Global average pool instead of flatten (default: flatten).",
-        ),
-    ] = None,
-    dense: Annotated[
-        str | None,
-        Opt(
-            "--dense",
-            help="Fully connected layer sizes, comma-separated; '' for none (default: 128).",
-        ),
-    ] = None,
-    dropout: Annotated[
-        float | None, Opt("--dropout", help="Dropout after each dense layer (default: 0.3).")
-    ] = None,
-    epochs: Annotated[int | None, Opt("--epochs", help="Epochs (default: 15).")] = None,
-    batch_size: Annotated[int | None, Opt("--batch-size", help="Batch size (default: 64).")] = None,
-    optimizer: Annotated[
-        str | None, Opt("--optimizer", help="adam, adamw or sgd (default: adam).")
-    ] = None,
-    lr: Annotated[float | None, Opt("--lr", help="Peak learning rate (default: 0.001).")] = None,
-    weight_decay: Annotated[
-        float | None, Opt("--weight-decay", help="Weight decay for adamw/sgd (default: 1e-4).")
-    ] = None,
-    momentum: Annotated[
-        float | None, Opt("--momentum", help="SGD momentum (default: 0.9).")
-    ] = None,
-    warmup_epochs: Annotated[
-        float | None, Opt("--warmup-epochs", help="Linear warm-up length (default: 1).")
-    ] = None,
-    schedule: Annotated[
-        str | None, Opt("--schedule", help="cosine or constant after warm-up (default: cosine).")
-    ] = None,
-    label_smoothing: Annotated[
-        float | None, Opt("--label-smoothing", help="Label smoothing (default: 0).")
-    ] = None,
-    augment: Annotated[
-        str | None,
-        Opt(
-            "--augment",
-            help="Preset (none, light, default, strong) or ops, e.g. flip,translate=0.1,zoom=0.2,rotate=15 (default: none).",
-        ),
-    ] = None,
-    val_fraction: Annotated[
-        float | None,
-        Opt(
-            "--val-fraction",
-            help="Validation share per class when there is no val/ folder (default: 0.2).",
-        ),
-    ] = None,
-    split_guard: Annotated[
-        str | None,
-        Opt(
-            "--split-guard",
-            help="Keep duplicates on one side of the split: near (identical and near-duplicate "
-            "images, as `cnn doctor` finds them), exact (identical only) or off (default: near).",
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        Opt(
-            "--seed", help="Seed for the split, init, order, dropout and augmentation (default: 0)."
-        ),
-    ] = None,
-    cache_memory: Annotated[
-        int | None,
-        Opt(
-            "--cache-memory",
-            help="MiB of decoded images kept in RAM; beyond it a memory-mapped file (default: 2048).",
-        ),
-    ] = None,
-    follow_symlinks: Annotated[
-        bool | None,
-        Opt("--follow-symlinks", help="Follow symlinks that point outside the data folder."),
-    ] = None,
-    model: Annotated[
-        str | None,
-        Opt(
-            "--model",
-            help="Architecture preset: tiny, small, small-bn, compact, medium or resnet "
-            "(default: chosen by the recipe; small with --recipe fixed).",
-        ),
-    ] = None,
-    patience: Annotated[
-        int | None,
-        Opt(
-            "--patience",
-            help="Stop after this many epochs without a val accuracy gain (default: off).",
-        ),
-    ] = None,
-    time_limit: Annotated[
-        float | None,
-        Opt(
-            "--time-limit",
-            help="Stop at the epoch end before this many minutes pass (default: off).",
-        ),
-    ] = None,
-    class_weights: Annotated[
-        str | None,
-        Opt("--class-weights", help="none, or auto: weight the loss by inverse class frequency."),
-    ] = None,
-    sampler: Annotated[
-        str | None,
-        Opt(
-            "--sampler",
-            help="shuffle (each image once per epoch) or balanced (classes equally often).",
-        ),
-    ] = None,
-    devices: Annotated[
-        int | None,
-        Opt(
-            "--devices",
-            help="Data-parallel over N devices (0 = all visible); on a CPU, N host devices (default: 1).",
-        ),
-    ] = None,
-    shards: Annotated[
-        int | None,
-        Opt(
-            "--shards",
-            help="Split the data order into N shards (default: one per process); one process with --shards N repeats an N-process run.",
-        ),
-    ] = None,
-    large_batch: Annotated[
-        int | None,
-        Opt(
-            "--large-batch",
-            help="Accelerator preset: scale the recipe to N images a step (lr x sqrt(N/batch) "
-            "for adam/adamw, x N/batch for sgd; warm-up >= 2 epochs), e.g. 1024.",
-        ),
-    ] = None,
-    precision: Annotated[
-        str | None,
-        Opt(
-            "--precision",
-            help="fp32, or bf16: bfloat16 activations and convolutions, float32 weights, "
-            "optimizer state, batch-norm statistics and loss (default: fp32).",
-        ),
-    ] = None,
-    data_placement: Annotated[
-        str | None,
-        Opt(
-            "--data-placement",
-            help="auto, device (train split on the device, batches gathered there), chunked "
-            "(streamed in chunks) or host (copied per batch) (default: auto).",
-        ),
-    ] = None,
-    steps_per_dispatch: Annotated[
-        int | None,
-        Opt(
-            "--steps-per-dispatch",
-            help="Train steps per call to the device (lax.scan); 0 = auto: 1 on a CPU, "
-            "~100k images on a GPU/TPU (default: 0).",
-        ),
-    ] = None,
-    coordinator: Annotated[
-        str | None,
-        Opt(
-            "--coordinator",
-            envvar="CNN_COORDINATOR",
-            help="Multi-host: HOST:PORT of process 0, or auto (SLURM, Open MPI, Cloud TPU...).",
-        ),
-    ] = None,
-    num_processes: Annotated[
-        int | None,
-        Opt("--num-processes", envvar="CNN_NUM_PROCESSES", help="Multi-host: processes in all."),
-    ] = None,
-    process_id: Annotated[
-        int | None,
-        Opt("--process-id", envvar="CNN_PROCESS_ID", help="Multi-host: this process, 0..N-1."),
-    ] = None,
-    recipe: Annotated[
-        str | None,
-        Opt(
-            "--recipe",
-            help="auto: choose input size, channels, model, augmentation, epochs... from the "
-            "data (flags and --config win); fixed: the old fixed defaults (64x64 RGB, small "
-            "CNN, 15 epochs, no augmentation) (default: auto).",
-        ),
-    ] = None,
-    time_budget: Annotated[
-        float | None,
-        Opt(
-            "--time-budget",
-            help="Minutes to use: race 3-6 candidate recipes on the val split (successive "
-            "halving), then finish training the best one within the budget.",
-        ),
-    ] = None,
-    folds: Annotated[
-        int | None,
-        Opt(
-            "--folds",
-            help="K-fold cross-validation: train K models, each validated on another 1/K "
-            "(stratified); report the spread and write oof.csv.",
-            show_default=False,
-        ),
-    ] = None,
-    tensorboard: Annotated[
-        bool,
-        Opt(
-            "--tensorboard",
-            help="Write TensorBoard event files to RUN/tb/ (pip install 'cnn[tensorboard]').",
-        ),
-    ] = False,
-    init: Annotated[
-        str | None,
-        Opt(
-            "--init",
-            help="Start from weights: efficientnet_lite0 (ImageNet, ships with cnn: no "
-            "download), a backbone from the Hub (resnet18, resnet18.tv_in1k, "
-            "resnet50; downloaded once, needs cnn[pretrained]), a model.safetensors file or "
-            "timm-layout folder (offline), or a cnn run folder (warm start, classes matched "
-            "by name).",
-        ),
-    ] = None,
-    freeze: Annotated[
-        bool | None,
-        Opt(
-            "--freeze",
-            help="With --init: keep the backbone frozen; its features are computed once and "
-            "only the new head trains (seconds; best for a few images per class).",
-        ),
-    ] = None,
-    head_epochs: Annotated[
-        int | None,
-        Opt(
-            "--head-epochs",
-            help="With --init: epochs of the head alone (on cached features) before "
-            "fine-tuning everything (default: 5 pretrained, 3 from a run).",
-        ),
-    ] = None,
-    backbone_lr: Annotated[
-        float | None,
-        Opt(
-            "--backbone-lr",
-            help="With --init: learning rate of the backbone while fine-tuning (default: lr / 10).",
-        ),
-    ] = None,
-    freeze_bn: Annotated[
-        bool | None,
-        Opt(
-            "--freeze-bn",
-            help="With --init: batch norm keeps its running statistics while fine-tuning "
-            "(for small batches).",
-        ),
-    ] = None,
-    tune_blocks: Annotated[
-        int | None,
-        Opt(
-            "--tune-blocks",
-            help="With an EfficientNet-Lite --init: fine-tune only the last N blocks (and the "
-            "head) on cached activations of the blocks below, batch norm frozen; 0 = all.",
-        ),
-    ] = None,
-    find_lr: Annotated[
-        bool,
-        Opt(
-            "--find-lr",
-            help="Run a learning-rate range test instead of training; plots and suggests an lr.",
-        ),
-    ] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
-    json_out: Annotated[
-        bool, Opt("--json", help="Print a JSON summary on stdout (progress goes to stderr).")
-    ] = False,
+    resize: opt.ResizeOpt = None,
+    pad_color: opt.PadColorOpt = None,
+    channels: opt.ChannelsOpt = None,
+    filters: opt.FiltersOpt = None,
+    kernel: opt.KernelOpt = None,
+    stride: opt.StrideOpt = None,
+    padding: opt.PaddingOpt = None,
+    pool: opt.PoolOpt = None,
+    batch_norm: opt.BatchNormOpt = None,
+    global_pool: opt.GlobalPoolOpt = None,
+    dense: opt.DenseOpt = None,
+    dropout: opt.DropoutOpt = None,
+    epochs: opt.EpochsOpt = None,
+    batch_size: opt.BatchSizeOpt = None,
+    optimizer: opt.OptimizerOpt = None,
+    lr: opt.LrOpt = None,
+    weight_decay: opt.WeightDecayOpt = None,
+    momentum: opt.MomentumOpt = None,
+    warmup_epochs: opt.WarmupEpochsOpt = None,
+    schedule: opt.ScheduleOpt = None,
+    label_smoothing: opt.LabelSmoothingOpt = None,
+    augment: opt.AugmentOpt = None,
+    val_fraction: opt.ValFractionOpt = None,
+    split_guard: opt.SplitGuardOpt = None,
+    seed: opt.SeedOpt = None,
+    cache_memory: opt.CacheMemoryOpt = None,
+    follow_symlinks: opt.FollowSymlinksOpt = None,
+    model: opt.ModelOpt = None,
+    patience: opt.PatienceOpt = None,
+    time_limit: opt.TimeLimitOpt = None,
+    class_weights: opt.ClassWeightsOpt = None,
+    sampler: opt.SamplerOpt = None,
+    devices: opt.DevicesOpt = None,
+    shards: opt.ShardsOpt = None,
+    large_batch: opt.LargeBatchOpt = None,
+    precision: opt.PrecisionOpt = None,
+    data_placement: opt.DataPlacementOpt = None,
+    steps_per_dispatch: opt.StepsPerDispatchOpt = None,
+    coordinator: opt.CoordinatorOpt = None,
+    num_processes: opt.NumProcessesOpt = None,
+    process_id: opt.ProcessIdOpt = None,
+    recipe: opt.RecipeOpt = None,
+    time_budget: opt.TimeBudgetOpt = None,
+    folds: opt.FoldsOpt = None,
+    tensorboard: opt.TensorboardOpt = False,
+    init: opt.InitOpt = None,
+    freeze: opt.FreezeOpt = None,
+    head_epochs: opt.HeadEpochsOpt = None,
+    backbone_lr: opt.BackboneLrOpt = None,
+    freeze_bn: opt.FreezeBnOpt = None,
+    tune_blocks: opt.TuneBlocksOpt = None,
+    find_lr: opt.FindLrOpt = False,
+    quiet: opt.QuietOpt = False,
+    json_out: opt.JsonOpt = False,
 ) -> None:
     """Train a CNN on DIR/<class>/*.jpg (or DIR/train + DIR/val, or labels from --labels).
 
@@ -488,36 +221,6 @@ def train(
             raise
 
 
-def _stepped_down(plan):
-    """(config, changes) of the restart the learning check may ask for: runs of the
-    automatic from-scratch recipe only (not a resume, a --time-budget race, --init or
-    multi-label data), and only when some regularisation is left to step down."""
-    from cnncli.training.recipe import step_down
-
-    recipe = plan.recipe
-    if recipe is None or "race" in recipe or plan.resume or plan.dataset.multi_label:
-        return None
-    if plan.cfg.train.init or plan.info.get("init"):
-        return None
-    cfg, changes = step_down(plan.cfg, set(recipe.get("explicit", [])))
-    return (cfg, changes) if changes else None
-
-
-def _prediction_warning(plan, outcome) -> str:
-    """The end-of-run warning for a model whose val predictions fall on one class or whose
-    val accuracy is near the largest class's share ('' when there is nothing to say)."""
-    from cnncli.data.scan import class_counts
-    from cnncli.reporting.reportdata import prediction_warning
-
-    if outcome.finished_before or plan.dataset.multi_label or not outcome.val_predicted:
-        return ""
-    counts = class_counts(plan.dataset)
-    true = [counts[c].get("val", 0) for c in plan.dataset.classes]
-    return prediction_warning(
-        outcome.val_predicted, true, plan.dataset.classes, outcome.best_val_acc, "validation"
-    )
-
-
 def _is_cross_validation(run_dir: Path) -> bool:
     from cnncli.training.crossval import is_cross_validation
 
@@ -560,7 +263,7 @@ def _run_training(
 
     from cnncli.data.scan import class_counts
     from cnncli.reporting.report import dataset_table, layers_table
-    from cnncli.training.run import read_attempts, write_summary
+    from cnncli.training.run import write_summary
 
     console.print(
         f"run folder: [bold]{plan.run_dir}[/bold]" + ("  (resuming)" if plan.resume else "")
@@ -590,53 +293,27 @@ def _run_training(
         "[yellow]interrupted; finished epochs are checkpointed. Resume with: "
         f"cnn train --resume {plan.run_dir}[/yellow]"
     )
-    restart = _stepped_down(plan) if processes == 1 else None
-    plan.stop_when_not_learning = restart is not None
-    outcome = run_with_live_table(console, plan, interrupted)
-    if restart is not None and outcome.stopped.startswith("not learning"):
-        from cnncli.training.run import restart_from_scratch
+    from cnncli.training.session import run_summary, train_with_check
 
-        cfg, changes = restart
-        plan = restart_from_scratch(plan, outcome, cfg, changes)
+    def restarting(changes) -> None:
         shown = "; ".join(c["reason"] for c in changes)
         console.print(
             escape(f"restarting from scratch (attempt 2; attempt 1 kept in attempts/1): {shown}")
         )
-        outcome = run_with_live_table(console, plan, interrupted)
+
+    plan, outcome = train_with_check(
+        plan, lambda p: run_with_live_table(console, p, interrupted), restarting, processes
+    )
     for path, reason in outcome.skipped:
         console.print(f"[yellow]skipped {path}: {reason}[/yellow]", soft_wrap=True)
     if getattr(outcome, "stopped", ""):
         console.print(f"stopped early: {outcome.stopped}")
-    attempts = read_attempts(plan.run_dir)
     if outcome.finished_before:
         console.print(
             f"run already finished ({len(outcome.history)} epochs); nothing to do. Model: {plan.run_dir / 'model'}"
         )
-    summary = {
-        "run_dir": str(plan.run_dir),
-        "model": str(plan.run_dir / "model"),
-        "epochs": len(outcome.history),
-        "best_epoch": outcome.best_epoch,
-        "best_val_acc": outcome.best_val_acc,
-        "final": outcome.history[-1] if outcome.history else None,
-        "skipped": [{"path": p, "reason": r} for p, r in outcome.skipped],
-        "already_finished": outcome.finished_before,
-        "stopped_early": outcome.stopped,
-    }
-    if not outcome.finished_before and not plan.dataset.multi_label:
-        summary["learning_check"] = "fired" if outcome.not_learning else "passed"
-    if outcome.not_learning:
-        summary["not_learning"] = outcome.not_learning
-    if attempts:
-        summary["attempts"] = attempts
-    warning = _prediction_warning(plan, outcome)
-    if warning:
-        summary["warning"] = warning
-    if plan.dataset.multi_label:  # best_val_acc is then the best epoch's subset accuracy
-        summary["multi_label"] = True
-        summary["best_val_map"] = outcome.best_val_map
-    if plan.recipe is not None and "race" in plan.recipe:
-        summary["time_budget"] = plan.recipe["race"]
+    summary = run_summary(plan, outcome)
+    warning = summary.get("warning", "")
     report = None
     if rank == 0:
         write_summary(plan.run_dir, summary)

@@ -6,10 +6,10 @@ from __future__ import annotations
 def race_recipes(plan, given, minutes: float, console):
     """--time-budget: race the candidate recipes in plan's run folder; returns the plan
     that finishes the winner there within what is left of the budget."""
-    from cnncli.commands.train_config import new_config
     from cnncli.data.stats import dataset_stats
     from cnncli.reporting.report import candidates_table, recipe_table
     from cnncli.training.budget import Entry, final_plan, race
+    from cnncli.training.new_run import new_config
     from cnncli.training.recipe import candidate_recipes
     from cnncli.training.run import write_recipe
 
@@ -71,9 +71,9 @@ def race_recipes(plan, given, minutes: float, console):
 def _pretrained_entry(plan, given, stats):
     """The pretrained candidate (recipe_pretrained.py) for photo-like data when the user chose
     no network or start of their own; else None."""
-    from cnncli.commands.train_config import new_config, pretrained_for
     from cnncli.training import warm_start
     from cnncli.training.budget import Entry
+    from cnncli.training.new_run import new_config, pretrained_for
 
     explicit = given.explicit()
     recipe = pretrained_for(stats, explicit)

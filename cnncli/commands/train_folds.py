@@ -37,8 +37,8 @@ def run_folds(data_dir, given, out, k: int, labels, console, json_out: bool, res
 
 def _start(data_dir, given, out, k: int, labels, resume):
     """(CrossValidation, recipe info or None): a new K-fold run folder, or the one resumed."""
-    from cnncli.commands.train_config import configure, with_init
     from cnncli.training.crossval import plan_cross_validation, resume_cross_validation
+    from cnncli.training.new_run import configure, with_init
     from cnncli.training.run import write_recipe
     from cnncli.training.tblog import tensorboard_missing
 

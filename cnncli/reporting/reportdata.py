@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.charts.thumbs import THUMB_MIN, Thumb, heat_overlay, png_bytes, thumb_of
-from cnncli.inference.heldout import Predictions, run_predictions
+from cnncli.inference.heldout import Predictions, prediction_warning, run_predictions
 from cnncli.training.timing import read_timing
 
 GALLERY_SIZE = 12  # thumbnails per gallery
@@ -55,56 +55,6 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     warning: str = ""  # predictions mostly on one class / accuracy near the largest class's
     attempts: list[dict[str, Any]] = field(default_factory=list)  # attempts.json's
-
-
-# A model "answers mostly one class" when at least this share of the images of the other
-# classes get that class (at least: predicted - true images of it); its accuracy is "near
-# the largest class's share" within max(5 points, a tenth of the gap to 100 %).
-ONE_CLASS_OTHERS = 2 / 3
-NEAR_MAJORITY = 0.1
-
-
-def prediction_warning(
-    predicted: list[int], true: list[int], classes: list[str], accuracy: float, split: str
-) -> str:
-    """A plain-words warning when a model's predictions on a labelled split fall mostly on
-    one class, or its accuracy is near what always answering the largest class scores; ''
-    when neither holds. predicted / true: images per class (predicted as, labelled as)."""
-    n, total = sum(predicted), sum(true)
-    if n == 0 or total == 0 or len(classes) < 2:
-        return ""
-    top = max(range(len(classes)), key=lambda i: predicted[i])
-    share, true_share = predicted[top] / n, true[top] / total
-    largest = max(range(len(classes)), key=lambda i: true[i])
-    majority = true[largest] / total
-    others = n - true[top] * n / total  # images of the other classes (scaled to n)
-    one_class = others > 0 and (predicted[top] - true[top] * n / total) >= ONE_CLASS_OTHERS * others
-    near = accuracy <= majority + max(0.05, NEAR_MAJORITY * (1.0 - majority))
-    if not (one_class or near):
-        return ""
-    parts = []
-    if one_class:
-        parts.append(
-            f"the model answers '{classes[top]}' for {predicted[top]} of {n} {split} images "
-            f"({100 * share:.0f}%, while {100 * true_share:.0f}% of them are '{classes[top]}')"
-        )
-    if near:
-        than = "no better than" if accuracy <= majority + 0.005 else "barely above"
-        parts.append(
-            f"its {split} accuracy {100 * accuracy:.1f}% is {than} the "
-            f"{100 * majority:.1f}% that always answering the largest class "
-            f"'{classes[largest]}' would score"
-        )
-    verdict = (
-        "it mostly answers one class instead of telling the classes apart"
-        if one_class
-        else "it has learnt little beyond how common each class is"
-    )
-    return (
-        f"{'; '.join(parts)}: {verdict}. Try --recipe fixed, less augmentation and "
-        "regularisation (--augment none --dropout 0.3), more epochs, or check that the labels "
-        "match the images"
-    )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,11 +1,13 @@
-"""`cnn train`'s new-run configuration: the user's flags, the recipe chosen from the data, --init."""
+"""A new run's configuration and plan: what the user set (flags, --config, --model), the recipe
+chosen from the data, and --init's network and fine-tuning recipe. The CLI and the Python
+API (cnncli.api) both plan runs here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnncli.commands.common import fail, int_list, model_overrides
+from cnncli.config import ConfigError
 
 
 @dataclass
@@ -170,7 +172,7 @@ def plan_run(data_dir, given: Given, out, resume, labels):
     if resume is not None:
         plan = plan_resume(resume)
         if plan.cfg.log.tensorboard and tensorboard_missing():
-            raise fail(tensorboard_missing())
+            raise ConfigError(tensorboard_missing())
         return plan
     init = str((given.overrides or {}).get("train.init") or "")
     if init.strip().lower() == "none":  # no pretrained start: the from-scratch recipe
@@ -180,7 +182,7 @@ def plan_run(data_dir, given: Given, out, resume, labels):
         return plan_new_run(data_dir, cfg, out, labels=labels, dataset=dataset, init=src)
     cfg, dataset, recipe = configure(data_dir, given, labels)
     if cfg.log.tensorboard and tensorboard_missing():  # before the run folder is made
-        raise fail(tensorboard_missing())
+        raise ConfigError(tensorboard_missing())
     src = None
     if cfg.train.init:  # the recipe chose the pretrained start
         from cnncli.training import warm_start
@@ -194,3 +196,42 @@ def plan_run(data_dir, given: Given, out, resume, labels):
         plan.recipe = recipe
         write_recipe(plan.run_dir, recipe)
     return plan
+
+
+def int_list(text: str | None, flag: str) -> list[int] | None:
+    """Parse a comma-separated list of integers from a flag (None when the flag is absent)."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise ConfigError(
+            f"{flag} takes comma-separated integers, e.g. 32,64,128; got {text!r}"
+        ) from None
+    return values
+
+
+def model_overrides(cfg, filters, kernel, stride, padding, pool, batch_norm) -> list[dict]:
+    """Per-block conv settings from flags: a list applies to all blocks, count from --filters."""
+    from cnncli.config import to_dict
+
+    blocks = to_dict(cfg.model)["conv"]
+    if filters is not None:
+        template = blocks[-1] if blocks else {}
+        blocks = [
+            dict(blocks[i] if i < len(blocks) else template, filters=f)
+            for i, f in enumerate(filters)
+        ]
+    for key, value in (
+        ("kernel", kernel),
+        ("stride", stride),
+        ("padding", padding),
+        ("pool", pool),
+        ("batch_norm", batch_norm),
+    ):
+        if value is not None:
+            for b in blocks:
+                b[key] = value
+                if key == "pool":
+                    b["pool_stride"] = 0
+    return blocks
