@@ -69,19 +69,10 @@ def augment_command(
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
         from rich.table import Table
 
-        from cnncli.augment.ops import parse_ops, resolve_ops
-        from cnncli.reporting.report import make_console
-
-        try:
-            chosen = resolve_ops(
-                preset or ("none" if ops else "default"), parse_ops(ops) if ops else {}
-            )
-        except ValueError as exc:
-            raise fail(str(exc)) from None
-
-        from cnncli.augment.expand import expand_dataset
+        from cnncli import api
         from cnncli.augment.expand_paths import ExpandError
         from cnncli.augment.expand_preview import preview_target, write_preview
+        from cnncli.reporting.report import make_console
 
         console = make_console(quiet=quiet)
         labels = label_options(labels_file, label_delimiter, False)
@@ -95,10 +86,11 @@ def augment_command(
                 def on_progress(phase: str, done: int, total: int) -> None:
                     bar.update(task, description=phase, completed=done, total=total)
 
-                result = expand_dataset(
+                result = api.augment(
                     src,
                     out,
-                    ops=chosen,
+                    ops,
+                    preset=preset,
                     per_image=per_image,
                     target_per_class=target_per_class,
                     seed=seed,

@@ -134,8 +134,8 @@ def doctor(
 
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        from cnncli import api
         from cnncli.data.labels import load_dataset, skipped_rows
-        from cnncli.quality.doctor import check_dataset
         from cnncli.reporting.report import make_console
         from cnncli.training.xla_env import configure_xla
 
@@ -169,9 +169,9 @@ def doctor(
                     tasks["near"] = bar.add_task("comparing pictures", total=total)
                 bar.update(tasks["near"], completed=done, total=total)
 
-            report = check_dataset(
+            report = api.doctor_of(
                 dataset,
-                near=near,
+                near,
                 min_side=min_side,
                 workers=workers,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
