@@ -24,6 +24,9 @@ Order: geometry, brightness, contrast, saturation, cutout, noise; values are cli
 [0, 255] after each colour op and at the end. The geometric ops (flip, vflip, translate, zoom, crop, rotate) compose into one affine map
 and one bilinear resample; `fill` says what lies outside the image: "constant" (0),
 "edge" (nearest border pixel) or "reflect" (mirror without repeating the border pixel).
+
+This module holds the op table, parsing and sampling, and apply_params, which runs the ops
+in that order; the geometric ops live in geometry.py, the colour ones in colour.py.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+
+from cnncli.augment.colour import add_noise, adjust_contrast, erase_box, per_sample, to_gray
+from cnncli.augment.geometry import affine_map, warp
 
 OP_NAMES: tuple[str, ...] = (
     "flip",
@@ -244,146 +250,6 @@ def sample_params(
     return jax.vmap(lambda k: _sample_one(k, ops, probs))(keys)
 
 
-# ---------------------------------------------------------------- geometry
-
-
-def _affine(params: Params, hw: jax.Array) -> jax.Array:
-    """(B, 3, 3) maps from output pixel (y, x, 1) to input pixel coordinates.
-
-    Built as the inverse of the forward chain flip -> crop -> zoom -> rotate -> translate,
-    all about the image centre.
-    """
-    b = hw.shape[0]
-    h, w = hw[:, 0], hw[:, 1]
-    cy, cx = (h - 1.0) / 2.0, (w - 1.0) / 2.0
-    one, zero = jnp.ones(b), jnp.zeros(b)
-
-    def mat(a, bb, c, d, e, f):
-        rows = [jnp.stack([a, bb, c], -1), jnp.stack([d, e, f], -1)]
-        return jnp.stack([*rows, jnp.stack([zero, zero, one], -1)], -2)
-
-    def about_centre(lin: jax.Array, to_y: jax.Array, to_x: jax.Array) -> jax.Array:
-        # p -> to + lin @ (p - centre)
-        a, bb, d, e = lin
-        return mat(a, bb, to_y - a * cy - bb * cx, d, e, to_x - d * cy - e * cx)
-
-    def then(step: jax.Array, m: jax.Array) -> jax.Array:
-        return jnp.matmul(step, m, precision=jax.lax.Precision.HIGHEST)
-
-    get = params.get
-    m = jnp.broadcast_to(jnp.eye(3), (b, 3, 3))
-    ty = get("translate_y", zero) * h
-    tx = get("translate_x", zero) * w
-    m = then(mat(one, zero, -ty, zero, one, -tx), m)
-    theta = jnp.deg2rad(get("rotate", zero))
-    cos, sin = jnp.cos(theta), jnp.sin(theta)
-    m = then(about_centre((cos, sin, -sin, cos), cy, cx), m)
-    inv_zoom = 1.0 / get("zoom", one)
-    m = then(about_centre((inv_zoom, zero, zero, inv_zoom), cy, cx), m)
-    k = get("crop_scale", one)
-    crop_cy = get("crop_y", 0.5 * one) * h - 0.5
-    crop_cx = get("crop_x", 0.5 * one) * w - 0.5
-    m = then(about_centre((k, zero, zero, k), crop_cy, crop_cx), m)
-    fy = 1.0 - 2.0 * get("vflip", zero)
-    fx = 1.0 - 2.0 * get("flip", zero)
-    m = then(about_centre((fy, zero, zero, fx), cy, cx), m)
-    return m
-
-
-def _fold_index(i: jax.Array, n: jax.Array, fill: str) -> tuple[jax.Array, jax.Array]:
-    """Integer index -> (index inside [0, n), weight multiplier) for the fill mode."""
-    if fill == "edge":
-        return jnp.clip(i, 0, n - 1), jnp.ones(i.shape, jnp.float32)
-    if fill == "constant":
-        inside = (i >= 0) & (i < n)
-        return jnp.clip(i, 0, n - 1), inside.astype(jnp.float32)
-    period = jnp.maximum(2 * (n - 1), 1)
-    j = jnp.mod(i, period)
-    j = jnp.where(j >= n, period - j, j)
-    return jnp.clip(j, 0, n - 1), jnp.ones(i.shape, jnp.float32)
-
-
-def _warp(x: jax.Array, m: jax.Array, hw: jax.Array, fill: str) -> jax.Array:
-    """Bilinear resample of x (B, H, W, C) at m @ (y, x, 1) for every output pixel."""
-    b, h, w, c = x.shape
-    ys, xs = jnp.meshgrid(
-        jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32), indexing="ij"
-    )
-    # Elementwise rather than a matmul: accelerators may run f32 matmuls at reduced precision.
-    coef = m[:, :2, :, None, None]  # (B, 2, 3, 1, 1)
-    sy = coef[:, 0, 0] * ys + coef[:, 0, 1] * xs + coef[:, 0, 2]
-    sx = coef[:, 1, 0] * ys + coef[:, 1, 1] * xs + coef[:, 1, 2]
-    y0, x0 = jnp.floor(sy), jnp.floor(sx)
-    wy, wx = sy - y0, sx - x0
-    y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
-    n_y = hw[:, 0].astype(jnp.int32)[:, None, None]
-    n_x = hw[:, 1].astype(jnp.int32)[:, None, None]
-    flat = x.reshape(b, h * w, c)
-    out = jnp.zeros((b, h, w, c), jnp.float32)
-    for dy, weight_y in ((0, 1.0 - wy), (1, wy)):
-        iy, my = _fold_index(y0 + dy, n_y, fill)
-        for dx, weight_x in ((0, 1.0 - wx), (1, wx)):
-            ix, mx = _fold_index(x0 + dx, n_x, fill)
-            idx = (iy * w + ix).reshape(b, h * w)
-            pixels = jax.vmap(lambda img, i: img[i])(flat, idx).reshape(b, h, w, c)
-            out = out + pixels * (weight_y * weight_x * my * mx)[..., None]
-    return out
-
-
-# ---------------------------------------------------------------- colour and erasing
-
-
-def _per_sample(v: jax.Array) -> jax.Array:
-    return v[:, None, None, None]
-
-
-def _gray(x: jax.Array) -> jax.Array:
-    if x.shape[-1] == 1:
-        return x
-    # Indexing the channels beats a reduction over a size-3 axis on XLA:CPU by ~50x.
-    return (0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2])[..., None]
-
-
-def _contrast(x: jax.Array, factor: jax.Array, valid: jax.Array | None) -> jax.Array:
-    gray = _gray(x)
-    if valid is None:
-        mean = jnp.mean(gray, axis=(1, 2, 3), keepdims=True)
-    else:
-        total = jnp.sum(gray * valid, axis=(1, 2, 3), keepdims=True)
-        mean = total / jnp.maximum(jnp.sum(valid, axis=(1, 2, 3), keepdims=True), 1.0)
-    return mean + (x - mean) * _per_sample(factor)
-
-
-def _cutout(x: jax.Array, params: Params, hw: jax.Array) -> jax.Array:
-    h, w = x.shape[1], x.shape[2]
-    ys = jnp.arange(h, dtype=jnp.float32)[None, :, None] + 0.5
-    xs = jnp.arange(w, dtype=jnp.float32)[None, None, :] + 0.5
-    hh, ww = hw[:, 0][:, None, None], hw[:, 1][:, None, None]
-    size = params["cutout_size"][:, None, None]
-    in_y = jnp.abs(ys - params["cutout_y"][:, None, None] * hh) < 0.5 * size * hh
-    in_x = jnp.abs(xs - params["cutout_x"][:, None, None] * ww) < 0.5 * size * ww
-    return jnp.where((in_y & in_x)[..., None], 0.0, x)
-
-
-def _standard_normal(seed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """Box-Muller on two 16-bit uniforms per 32 random bits: half the bits of
-    jax.random.normal, which dominate the cost on CPU; tails stop near 4.9 sigma."""
-    size = math.prod(shape)
-    bits = jax.random.bits(jax.random.key(seed), ((size + 1) // 2,), jnp.uint32)
-    u1 = ((bits >> 16).astype(jnp.float32) + 0.5) / 65536.0
-    u2 = ((bits & 0xFFFF).astype(jnp.float32) + 0.5) / 65536.0
-    radius = jnp.sqrt(-2.0 * jnp.log(u1))
-    angle = (2.0 * jnp.pi) * u2
-    z = jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])
-    return z[:size].reshape(shape)
-
-
-def _noise(x: jax.Array, params: Params) -> jax.Array:
-    shape = x.shape[1:]
-    noise = jax.vmap(lambda s: _standard_normal(s, shape))(params["noise_seed"])
-    return x + noise * _per_sample(params["noise"])
-
-
 def apply_params(
     images: jax.Array,
     params: Params,
@@ -409,18 +275,18 @@ def apply_params(
         cols = jnp.arange(w)[None, None, :] < sizes[:, 1][:, None, None]
         valid = (rows & cols)[..., None].astype(jnp.float32)
     if GEOMETRIC_OPS & set(ops):
-        x = _warp(x, _affine(params, hw), hw, fill)
+        x = warp(x, affine_map(params, hw), hw, fill)
     if "brightness" in ops:
-        x = jnp.clip(x * _per_sample(params["brightness"]), 0.0, 255.0)
+        x = jnp.clip(x * per_sample(params["brightness"]), 0.0, 255.0)
     if "contrast" in ops:
-        x = jnp.clip(_contrast(x, params["contrast"], valid), 0.0, 255.0)
+        x = jnp.clip(adjust_contrast(x, params["contrast"], valid), 0.0, 255.0)
     if "saturation" in ops and x.shape[-1] == 3:
-        gray = _gray(x)
-        x = jnp.clip(gray + (x - gray) * _per_sample(params["saturation"]), 0.0, 255.0)
+        gray = to_gray(x)
+        x = jnp.clip(gray + (x - gray) * per_sample(params["saturation"]), 0.0, 255.0)
     if "cutout" in ops:
-        x = _cutout(x, params, hw)
+        x = erase_box(x, params, hw)
     if "noise" in ops:
-        x = _noise(x, params)
+        x = add_noise(x, params)
     return jnp.clip(x, 0.0, 255.0)
 
 
