@@ -170,8 +170,8 @@ def measure_case(args, split, images, labels, key, batch: int, precision: str) -
 
     from cnncli.data.loader import epoch_batches, gather
     from cnncli.model.flax_module import init_weights
+    from cnncli.training.optimizer import make_optimizer
     from cnncli.training.steps import make_fed_step, step_functions
-    from cnncli.training.train import make_optimizer
 
     cfg = reference_config(batch, precision, args.size, args.channels)
     params, stats = init_weights(

@@ -44,8 +44,8 @@ def cnn_stepper(size: int):
     from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
     from cnncli.model.flax_module import init_weights
     from cnncli.model.pretrained.registry import IMAGENET_MEAN, IMAGENET_STD
+    from cnncli.training.optimizer import make_optimizer
     from cnncli.training.steps import make_steps
-    from cnncli.training.train import make_optimizer
 
     model = ModelConfig(
         backbone="resnet18",

@@ -51,8 +51,8 @@ def cnn_side(size: int):
     from cnncli.model import network
     from cnncli.model.pretrained.lite_weights import load_packaged
     from cnncli.training.finetune import top_forward, top_names, top_start
+    from cnncli.training.optimizer import make_optimizer
     from cnncli.training.steps import make_steps
-    from cnncli.training.train import make_optimizer
 
     loaded = load_packaged()
     rng = np.random.default_rng(0)

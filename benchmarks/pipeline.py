@@ -37,9 +37,9 @@ class PureLoop:
 
         from cnncli.data.loader import gather, padded_batches
         from cnncli.model.flax_module import init_weights
+        from cnncli.training.optimizer import make_optimizer
         from cnncli.training.run import load_split
         from cnncli.training.steps import make_steps
-        from cnncli.training.train import make_optimizer
 
         cfg = plan.cfg
         bs = cfg.train.batch_size

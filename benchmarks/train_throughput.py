@@ -55,8 +55,8 @@ def jax_worker(devices: int, batch_norm: bool = False) -> None:
 
     from cnncli.config import ConvBlock, DataConfig, ModelConfig, RunConfig, TrainConfig
     from cnncli.model.flax_module import init_weights
+    from cnncli.training.optimizer import make_optimizer
     from cnncli.training.steps import make_steps
-    from cnncli.training.train import make_optimizer
 
     mesh = None
     if devices > 1:  # data parallel: replicated state, the batch split over host devices

@@ -10,7 +10,9 @@ from cnncli.config import ConvBlock, RunConfig
 from cnncli.data.feed import DeviceFeed
 from cnncli.data.loader import SplitArrays, epoch_batches
 from cnncli.model.flax_module import init_weights
-from cnncli.training.train import Callbacks, epoch_row, fit, make_optimizer
+from cnncli.training.epochs import Callbacks, epoch_row
+from cnncli.training.optimizer import make_optimizer
+from cnncli.training.train import fit
 
 SIZE, CLASSES = 16, 3
 IMAGE_BYTES = SIZE * SIZE * 3

@@ -13,8 +13,8 @@ from PIL import Image
 
 from cnncli.cli import app
 from cnncli.inference.heldout import prediction_warning
+from cnncli.training.epochs import EpochRow
 from cnncli.training.learning_check import LearningCheck, plan_check
-from cnncli.training.train import EpochRow
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 TINY = ["--image-size", "16", "--filters", "8,16", "--dense", "16", "--batch-size", "4"]

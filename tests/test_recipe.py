@@ -9,7 +9,9 @@ from PIL import Image
 from cnncli.config import RunConfig, model_preset
 from cnncli.data.scan import scan_dataset
 from cnncli.data.stats import DatasetStats, add_header_stats, dataset_stats
-from cnncli.training.recipe import apply_recipe, candidate_recipes, choose_recipe, recipe_rows
+from cnncli.training.recipe import apply_recipe, choose_recipe
+from cnncli.training.recipe_table import recipe_rows
+from cnncli.training.recipe_variants import candidate_recipes
 
 FASHION = ["Ankle_boot", "Bag", "Coat", "Dress", "Pullover", "Sandal", "Shirt", "Sneaker"]
 

@@ -17,10 +17,10 @@ import numpy as np
 from cnncli.config import RunConfig
 from cnncli.data.stats import DatasetStats, add_header_stats
 from cnncli.model import network
+from cnncli.training.optimizer import make_optimizer
 from cnncli.training.recipe import apply_recipe, choose_recipe
 from cnncli.training.run import _fresh_state
 from cnncli.training.steps import make_steps
-from cnncli.training.train import make_optimizer
 
 SIZE, BATCH, STEPS = 32, 16, 12
 

@@ -15,8 +15,8 @@ from cnncli.cli import app
 from cnncli.config import RunConfig, model_preset
 from cnncli.data.loader import epoch_order
 from cnncli.model.flax_module import init_weights
+from cnncli.training.optimizer import make_optimizer
 from cnncli.training.steps import class_weights_for, make_steps, weighted_loss
-from cnncli.training.train import make_optimizer
 from tests.conftest import TINY
 
 

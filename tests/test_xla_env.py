@@ -179,7 +179,7 @@ import jax, numpy as np
 from cnncli.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cnncli.model.flax_module import init_weights
 from cnncli.training.steps import make_steps
-from cnncli.training.train import make_optimizer
+from cnncli.training.optimizer import make_optimizer
 
 cfg = RunConfig(
     model=ModelConfig(dropout=0.0),

@@ -10,7 +10,7 @@ def race_recipes(plan, given, minutes: float, console):
     from cnncli.reporting.report import candidates_table, recipe_table
     from cnncli.training.budget import Entry, final_plan, race
     from cnncli.training.new_run import new_config
-    from cnncli.training.recipe import candidate_recipes
+    from cnncli.training.recipe_variants import candidate_recipes
     from cnncli.training.run import write_recipe
 
     stats = dataset_stats(plan.dataset, seed=plan.cfg.train.seed)

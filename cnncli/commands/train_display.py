@@ -132,8 +132,8 @@ def run_with_live_table(console, plan, interrupted: str):
     A diverged run is a one-line error (exit 1); Ctrl-C prints `interrupted` and exits 130.
     """
     from cnncli.reporting.report import TrainingDisplay
+    from cnncli.training.epochs import TrainingDiverged
     from cnncli.training.run import execute_run
-    from cnncli.training.train import TrainingDiverged
 
     display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
     try:

@@ -300,7 +300,8 @@ def _cache_shape(cfg, start: int) -> tuple[int, int, int]:
 def fit_head(cfg, train: SplitArrays, val: SplitArrays, head, num_classes: int, callbacks=None):
     """Phase 1: the logits layer alone on features for train.head_epochs; its final weights."""
     from cnncli.training.checkpoint import NoCheckpoints
-    from cnncli.training.train import fit, make_optimizer
+    from cnncli.training.optimizer import make_optimizer
+    from cnncli.training.train import fit
 
     t = dataclasses.replace(cfg.train, epochs=cfg.train.head_epochs, backbone_lr=0.0, patience=0)
     head_cfg = dataclasses.replace(cfg, train=t)

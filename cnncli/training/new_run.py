@@ -52,7 +52,8 @@ def configure(data_dir, given: Given, labels, seed_recipe=None):
     if given.recipe == "fixed":
         return cfg, dataset, None
     from cnncli.data.stats import dataset_stats
-    from cnncli.training.recipe import choose_recipe, recipe_rows
+    from cnncli.training.recipe import choose_recipe
+    from cnncli.training.recipe_table import recipe_rows
 
     stats = dataset_stats(dataset, seed=cfg.train.seed)
     explicit = given.explicit()

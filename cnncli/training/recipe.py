@@ -187,7 +187,7 @@ def _head(s: DatasetStats, size: int, tier: str) -> list[Choice]:
     ]
 
 
-def _tier(s: DatasetStats) -> str:
+def size_tier(s: DatasetStats) -> str:
     n = s.per_class
     if n < SMALL_SET:
         return "small"
@@ -311,79 +311,10 @@ def choose_recipe(s: DatasetStats) -> Recipe:
     """The automatic recipe for a dataset, each choice with its reason."""
     size_choice = _input_size(s)
     size = min(size_hw(size_choice.value))
-    tier = _tier(s)
+    tier = size_tier(s)
     choices = [size_choice, _channels(s), _model(s, size), *_head(s, size, tier)]
     choices += _augment(s, size, tier) + _schedule(s, tier) + _balance(s)
     return Recipe("auto", choices, note=f"{tier} data set: {s.per_class} images per class")
-
-
-def _replace(recipe: Recipe, name: str, note: str, **changes: tuple[Any, str]) -> Recipe:
-    """A copy of recipe with some choices replaced: key=(value, reason); dots as '__'."""
-    changed = {key.replace("__", "."): value for key, value in changes.items()}
-    choices = [
-        Choice(c.key, *changed.pop(c.key)) if c.key in changed else c for c in recipe.choices
-    ]
-    choices += [Choice(key, *value) for key, value in changed.items()]
-    return Recipe(name, choices, note)
-
-
-def candidate_recipes(s: DatasetStats) -> list[Recipe]:
-    """3-5 recipes for --time-budget to race: the automatic one first, then its neighbours."""
-    auto = choose_recipe(s)
-    size = min(size_hw(auto.get("data.image_size")))
-    tier = _tier(s)
-    lighter = {"small": "medium", "medium": "large", "large": "large"}[tier]
-    out = [auto]
-    if lighter != tier or tier == "large":
-        ops = augment_ops(s, size, lighter) if lighter != tier else {}
-        out.append(
-            _replace(
-                auto,
-                "lighter",
-                "less regularisation: lighter augmentation"
-                + (", dropout 0.3" if size <= SMALL_INPUT else ""),
-                augment__ops=(ops, "lighter augmentation than the automatic recipe"),
-                **({"model__dropout": (0.3, "the usual dropout")} if size <= SMALL_INPUT else {}),
-            )
-        )
-    if tier == "small":
-        out.append(
-            _replace(
-                auto,
-                "stronger",
-                "more augmentation: cutout, noise, 20 degree turns",
-                augment__ops=(augment_ops(s, size, "strong"), "the strong preset's ops"),
-            )
-        )
-    if size > SMALL_INPUT:
-        out.append(
-            _replace(
-                auto,
-                "medium",
-                "a bigger network: 4 BN conv blocks, dense 256",
-                model=("medium", "4 conv blocks with batch norm (32-64-128-256)"),
-            )
-        )
-        if s.median_short_side >= 96:
-            out.append(
-                _replace(
-                    auto,
-                    "96px",
-                    "more detail: 96 px inputs",
-                    data__image_size=(96, "96 px: more detail, 2.25x the compute"),
-                )
-            )
-    else:
-        out.append(
-            _replace(
-                auto,
-                "small-bn",
-                "a deeper network: 3 BN conv blocks",
-                model=("small-bn", "3 conv blocks with batch norm"),
-            )
-        )
-    # At most 5: each extra candidate takes time from the ones that deserve it.
-    return out[:4] + [_replace(fixed_recipe(), "fixed", FIXED_SUMMARY)]
 
 
 def apply_recipe(base: RunConfig, recipe: Recipe) -> RunConfig:
@@ -397,119 +328,3 @@ def apply_recipe(base: RunConfig, recipe: Recipe) -> RunConfig:
         section, name = key.split(".")
         data[section][name] = value
     return from_dict(data)
-
-
-# What the recipe table calls each key (augment.preset is bookkeeping and not shown).
-LABELS = {
-    "data.image_size": "input size",
-    "data.channels": "channels",
-    "model": "model",
-    "model.dense": "dense layers",
-    "augment.ops": "augmentation",
-    "model.dropout": "dropout",
-    "train.epochs": "epochs",
-    "train.patience": "early stopping",
-    "train.batch_size": "batch size",
-    "train.optimizer": "optimizer",
-    "train.lr": "learning rate",
-    "train.weight_decay": "weight decay",
-    "train.label_smoothing": "label smoothing",
-    "train.class_weights": "class weights",
-    "train.sampler": "sampler",
-    "train.init": "start from",
-    "train.freeze": "backbone frozen",
-    "train.tune_blocks": "blocks fine-tuned",
-    "train.backbone_lr": "backbone lr",
-}
-
-
-def _final(cfg: RunConfig, key: str) -> Any:
-    section, name = key.split(".")
-    return getattr(getattr(cfg, section), name)
-
-
-def recipe_rows(recipe: Recipe, cfg: RunConfig, explicit: set[str]) -> list[dict[str, str]]:
-    """The recipe table's rows: what is used, and why (the recipe's reason, or that the
-    user set it: a flag or --config value wins over the automatic choice)."""
-    rows = []
-    for c in recipe.choices:
-        if c.key not in LABELS:
-            continue
-        if c.key in explicit:
-            value = "yours" if c.key == "model" else _final(cfg, c.key)
-            shown = Choice(c.key, value, "").shown()
-            if c.key == "augment.ops" and cfg.augment.preset != "none":
-                # --augment PRESET leaves ops empty; the preset is what the user chose.
-                shown = f"{cfg.augment.preset}" + (f" + {shown}" if value else "")
-            elif c.key == "data.image_size":
-                shown = "{}x{}".format(*size_hw(value))
-            rows.append(
-                {
-                    "choice": LABELS[c.key],
-                    "value": shown,
-                    "reason": f"set by you (auto: {c.shown()})",
-                }
-            )
-            continue
-        shown = c.shown()
-        if c.key == "data.image_size":
-            shown = "{}x{}".format(*size_hw(c.value))
-        elif c.key == "train.patience":
-            shown = f"patience {c.value}"
-        rows.append({"choice": LABELS[c.key], "value": shown, "reason": c.reason})
-    return rows
-
-
-# What a restart after the learning check changes (key -> (value, reason)), where the
-# value is less regularisation than the first attempt had.
-_STEP_DOWN_REASONS = {
-    "augment.ops": "augmentation off: the network first has to fit the plain images",
-    "model.dropout": "dropout 0.3, the fixed recipe's",
-    "model.dense": "no hidden dense layer: its ReLU units can switch off for good",
-    "train.label_smoothing": "no label smoothing",
-    "train.class_weights": "no class weights",
-    "train.weight_decay": "weight decay 1e-4, the fixed recipe's",
-    "train.lr": "learning rate 0.001, the fixed recipe's",
-}
-
-
-def step_down(cfg: RunConfig, explicit: set[str]) -> tuple[RunConfig, list[dict[str, Any]]]:
-    """The config of a restart after the learning check fired, and what changed.
-
-    The regularisation the user did not set steps down to the fixed recipe's (augmentation
-    off, dropout 0.3, no label smoothing or class weights, weight decay 1e-4, lr at most
-    0.001) and a hidden dense layer after a flatten goes (its units may have died); the
-    conv layers, input and epochs stay.
-    Returns (cfg, [{"key", "from", "to", "reason"}]); no changes: nothing left to step down.
-    """
-    m, t = cfg.model, cfg.train
-    wanted: dict[str, tuple[Any, Any]] = {}
-    if cfg.augment.ops or cfg.augment.preset != "none":
-        shown = cfg.augment.preset if not cfg.augment.ops else dict(cfg.augment.ops)
-        wanted["augment.ops"] = (shown, {})
-    flatten_head = bool(m.dense) and not m.global_pool and not m.backbone
-    drop_dense = flatten_head and not explicit & {"model", "model.dense"}
-    if drop_dense:
-        wanted["model.dense"] = (list(m.dense), [])
-    if m.dropout > 0.3 and (m.backbone or (m.dense and not drop_dense)):
-        wanted["model.dropout"] = (m.dropout, 0.3)
-    if t.label_smoothing:
-        wanted["train.label_smoothing"] = (t.label_smoothing, 0.0)
-    if t.class_weights != "none":
-        wanted["train.class_weights"] = (t.class_weights, "none")
-    if t.optimizer != "adam" and t.weight_decay > 1e-4:
-        wanted["train.weight_decay"] = (t.weight_decay, 1e-4)
-    if t.lr > 0.001:
-        wanted["train.lr"] = (t.lr, 0.001)
-    changes = [
-        {"key": key, "from": old, "to": new, "reason": _STEP_DOWN_REASONS[key]}
-        for key, (old, new) in wanted.items()
-        if key not in explicit
-    ]
-    data = to_dict(cfg)
-    for change in changes:
-        section, name = change["key"].split(".")
-        data[section][name] = change["to"]
-        if change["key"] == "augment.ops":
-            data["augment"]["preset"] = "none"
-    return from_dict(data), changes

@@ -349,7 +349,8 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
     from cnncli.inference.bundle import save_bundle
     from cnncli.training import distributed
     from cnncli.training.checkpoint import NoCheckpoints, TrainCheckpoints
-    from cnncli.training.train import Callbacks, epoch_row, fit
+    from cnncli.training.epochs import Callbacks, epoch_row
+    from cnncli.training.train import fit
 
     cfg, run_dir = plan.cfg, plan.run_dir
     classes = plan.dataset.classes
@@ -531,7 +532,7 @@ def _fresh_state(cfg: RunConfig, num_classes: int, steps_per_epoch: int) -> dict
     import jax
 
     from cnncli.model.flax_module import init_weights
-    from cnncli.training.train import make_optimizer
+    from cnncli.training.optimizer import make_optimizer
 
     params, stats = init_weights(
         cfg.model,
@@ -634,7 +635,7 @@ def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float
     from cnncli.charts.plots import plot_lr_finder
     from cnncli.data.loader import epoch_batches, gather
     from cnncli.training.steps import make_steps
-    from cnncli.training.train import make_optimizer
+    from cnncli.training.optimizer import make_optimizer
 
     cfg = plan.cfg
     train, _ = load_split(plan, "train")

@@ -12,7 +12,7 @@ def stepped_down(plan):
     """(config, changes) of the restart the learning check may ask for: runs of the
     automatic from-scratch recipe only (not a resume, a --time-budget race, --init or
     multi-label data), and only when some regularisation is left to step down."""
-    from cnncli.training.recipe import step_down
+    from cnncli.training.recipe_variants import step_down
 
     recipe = plan.recipe
     if recipe is None or "race" in recipe or plan.resume or plan.dataset.multi_label:

@@ -45,7 +45,7 @@ class TensorBoardCallbacks:
         self.epoch = 1
 
     def on_epoch_start(self, epoch, epochs, steps):
-        from cnncli.training.train import make_schedule
+        from cnncli.training.optimizer import make_schedule
 
         if self.schedule is None:
             self.schedule = make_schedule(self.cfg.train, steps)

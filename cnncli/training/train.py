@@ -5,13 +5,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from cnncli.config import RunConfig, TrainConfig
 from cnncli.data.feed import DeviceFeed, choose_placement, steps_per_dispatch
@@ -25,7 +23,9 @@ from cnncli.data.loader import (
 )
 from cnncli.inference.evaluate import log_softmax
 from cnncli.training import distributed
+from cnncli.training.epochs import Callbacks, EpochRow, FitResult, MultiLabelRow, TrainingDiverged
 from cnncli.training.learning_check import LearningCheck
+from cnncli.training.optimizer import make_optimizer, make_schedule
 from cnncli.training.steps import (
     class_weights_from_counts,
     make_fed_step,
@@ -34,129 +34,7 @@ from cnncli.training.steps import (
 )
 from cnncli.training.timing import CompileClock
 
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the message says where and what to try."""
-
-
-@dataclass
-class EpochRow:
-    """One line of metrics.csv (time is kept out so the file is reproducible)."""
-
-    epoch: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    lr: float
-
-    def as_dict(self) -> dict[str, float]:
-        return dict(vars(self))
-
-    @property
-    def score(self) -> float:
-        """What picks the best epoch: val accuracy."""
-        return self.val_acc
-
-
-@dataclass
-class MultiLabelRow(EpochRow):
-    """An epoch in multi-label mode: accuracies are subset accuracy (every label right at
-    0.5), and val_map (val mean average precision) picks the best epoch, because it needs no
-    threshold (thresholds are tuned on val after each epoch) and moves smoothly while
-    subset accuracy stays near 0 on many-label data."""
-
-    val_map: float = float("nan")
-
-    def as_dict(self) -> dict[str, float]:
-        row = dict(vars(self))
-        lr = row.pop("lr")
-        return {**row, "lr": lr}  # metrics.csv order: ..., val_acc, val_map, lr
-
-    @property
-    def score(self) -> float:
-        return self.val_map
-
-
-def epoch_row(values: dict[str, float]) -> EpochRow:
-    """An EpochRow (or MultiLabelRow, when it has val_map) from its as_dict()."""
-    return MultiLabelRow(**values) if "val_map" in values else EpochRow(**values)
-
-
-@dataclass
-class FitResult:
-    """What fit() leaves behind."""
-
-    history: list[EpochRow] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_acc: float = 0.0
-    params: dict[str, np.ndarray] = field(default_factory=dict)
-    stats: dict[str, np.ndarray] = field(default_factory=dict)
-    stopped_early: str = ""  # why training stopped before the last epoch, if it did
-    not_learning: str = ""  # the learning check's line, when it fired
-    # How many val images the best epoch's model put in each class (single-label runs).
-    best_val_predicted: list[int] = field(default_factory=list)
-
-
-class Callbacks:
-    """Progress hooks; the CLI overrides them to draw Rich output. Library code never prints."""
-
-    def on_setup(self, text: str) -> None: ...  # device, precision, where the data lives
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None: ...
-    def on_epoch_end(self, row: EpochRow, seconds: float, improved: bool) -> None: ...
-    def on_not_learning(self, line: str) -> None: ...  # the learning check fired
-
-
 # ---------------------------------------------------------------------------- optimiser
-
-
-def make_schedule(t: TrainConfig, steps_per_epoch: int) -> optax.Schedule:
-    """Linear warm-up to lr, then cosine decay to 1% of lr (or constant after warm-up)."""
-    total = max(1, t.epochs * steps_per_epoch)
-    warmup = min(int(round(t.warmup_epochs * steps_per_epoch)), total - 1)
-    if t.schedule == "constant":
-        if warmup == 0:
-            return optax.constant_schedule(t.lr)
-        return optax.join_schedules(
-            [optax.linear_schedule(0.0, t.lr, warmup), optax.constant_schedule(t.lr)], [warmup]
-        )
-    return optax.warmup_cosine_decay_schedule(0.0, t.lr, warmup, total, end_value=t.lr * 0.01)
-
-
-def make_optimizer(
-    t: TrainConfig, steps_per_epoch: int, schedule: optax.Schedule | None = None
-) -> optax.GradientTransformation:
-    """adam | adamw (decoupled weight decay) | sgd with momentum (+ L2), with the schedule.
-
-    With train.backbone_lr (fine-tuning from --init), everything but the logits layer
-    follows the same schedule scaled by backbone_lr / lr.
-    """
-    schedule = schedule or make_schedule(t, steps_per_epoch)
-    if t.backbone_lr and t.backbone_lr != t.lr:
-        ratio = t.backbone_lr / t.lr
-
-        def labels(params):
-            return {k: "head" if k.startswith("logits/") else "backbone" for k in params}
-
-        return optax.multi_transform(
-            {
-                "head": _optimizer(t, schedule),
-                "backbone": _optimizer(t, lambda step: schedule(step) * ratio),
-            },
-            labels,
-        )
-    return _optimizer(t, schedule)
-
-
-def _optimizer(t: TrainConfig, schedule) -> optax.GradientTransformation:
-    if t.optimizer == "adamw":
-        return optax.adamw(schedule, weight_decay=t.weight_decay)
-    if t.optimizer == "sgd":
-        return optax.chain(
-            optax.add_decayed_weights(t.weight_decay), optax.sgd(schedule, momentum=t.momentum)
-        )
-    return optax.adam(schedule)
 
 
 # ---------------------------------------------------------------------------- batching
