@@ -180,3 +180,19 @@ def test_a_timm_safetensors_file_loads_through_the_same_loader(tmp_path):
         match="no EfficientNet-Lite this version knows: missing array 'blocks.6.0.conv_pwl.weight'",
     ):
         load_backbone(resolve(str(folder)))
+
+
+@needs_package
+def test_cached_activations_then_top_blocks_equal_the_whole_trunk(weights):
+    """What --tune-blocks trains on: activations(upto=k) fed to trunk(start=k) gives the
+    head map of one pass through the whole trunk (inference mode), for a few k."""
+    params, stats = weights
+    cfg = _cfg()
+    x = jnp.asarray(reference_inputs(64, 64).transpose(0, 2, 3, 1))
+    mask = jnp.ones((x.shape[0],), jnp.float32)
+    run = dict(train=False, mask=mask, bn_train=False)
+    whole = lite.trunk(params, stats, cfg, x, **run)[0]
+    for k in (1, 11, 15):
+        below = lite.activations(params, stats, cfg, x, k)
+        top = lite.trunk(params, stats, cfg, below, start=k, **run)[0]
+        assert np.abs(np.asarray(top) - np.asarray(whole)).max() < 1e-4, k

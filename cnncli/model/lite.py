@@ -106,12 +106,14 @@ def trunk(
     mask: jax.Array,
     bn_train: bool,
     start: int = 0,
+    stop: int | None = None,
 ):
     """Stem, the blocks, the 1x1 head conv: (head's map, updated BN stats, feature maps).
 
     The maps are the stem's output, each stage's last block's output and the head conv's
     (post-ReLU6, what Grad-CAM explains). start > 0: x is the output of block start - 1
-    (activations()), and only the blocks from `start` on run.
+    (activations()), and only the blocks from `start` on run. stop: run blocks up to
+    stop - 1 only and return their output as the map (no head conv).
     """
     new_stats: dict[str, jax.Array] = {}
 
@@ -130,10 +132,12 @@ def trunk(
         x = conv_bn(x, "conv_stem", "bn1", 2)
         features.append(x)
     every = blocks(cfg.backbone)
-    for n, block in enumerate(every[start:], start=start):
+    for n, block in enumerate(every[start:stop], start=start):
         x = _block(params, stats, new_stats, block, x, train=train, mask=mask, bn_train=bn_train)
         if n + 1 == len(every) or every[n + 1].prefix.split("/")[1] != block.prefix.split("/")[1]:
             features.append(x)
+    if stop is not None:
+        return x, new_stats, features
     x = conv_bn(x, "conv_head", "bn2", 1)
     features.append(x)
     return x, new_stats, features
@@ -148,13 +152,7 @@ def activations(
 ) -> jax.Array:
     """Inference: the output of block upto - 1 (the input of `trunk(..., start=upto)`)."""
     mask = jnp.ones((x.shape[0],), jnp.float32)
-    kernel = params["conv_stem/kernel"]
-    y = conv2d_pads(x, kernel, 2, _pads(x, kernel.shape[0], 2))
-    y, _ = batch_norm(y, params, stats, "bn1", False, mask, eps=BN_EPS)
-    x = jax.nn.relu6(y)
-    for block in blocks(cfg.backbone)[:upto]:
-        x = _block(params, stats, {}, block, x, train=False, mask=mask, bn_train=False)
-    return x
+    return trunk(params, stats, cfg, x, train=False, mask=mask, bn_train=False, stop=upto)[0]
 
 
 def feature_names(name: str) -> list[str]:
