@@ -126,7 +126,7 @@ def test_onnx_stablehlo_and_flax_predictions_agree(trained, exported):
 
 
 def test_batch_norm_and_dropout_export_in_inference_mode(trained, exported):
-    from cnncli.inference.export import flax_logits
+    from cnncli.inference.export_verify import flax_logits
 
     _, run = trained
     folder, _ = exported
@@ -192,7 +192,9 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_network_variants_match(variant):
-    from cnncli.inference.export import flax_logits, onnx_bytes, stablehlo_bytes
+    from cnncli.inference.export_onnx import onnx_bytes
+    from cnncli.inference.export_stablehlo import stablehlo_bytes
+    from cnncli.inference.export_verify import flax_logits
     from cnncli.inference.exported import open_onnx, open_stablehlo
 
     cfg, size, channels = VARIANTS[variant]
@@ -210,11 +212,13 @@ def test_network_variants_match(variant):
 
 
 def test_failed_check_writes_nothing(runner, trained, tmp_path, monkeypatch):
-    import cnncli.inference.export
+    import cnncli.inference.export_verify
 
     _, run = trained
-    real = cnncli.inference.export.flax_logits
-    monkeypatch.setattr(cnncli.inference.export, "flax_logits", lambda b, x: real(b, x) + 1e-3)
+    real = cnncli.inference.export_verify.flax_logits
+    monkeypatch.setattr(
+        cnncli.inference.export_verify, "flax_logits", lambda b, x: real(b, x) + 1e-3
+    )
     out = tmp_path / "out"
     result = runner.invoke(app, ["export", str(run), "--out", str(out), "-f", "stablehlo"])
     assert result.exit_code == 1

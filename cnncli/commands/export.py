@@ -29,7 +29,8 @@ def export(
     """Export a model for onnxruntime or jax.export; refuses one that differs from the Flax model."""
     with handled_errors():
         from cnncli.inference.bundle import load_bundle
-        from cnncli.inference.export import VerificationError, export_bundle
+        from cnncli.inference.export import export_bundle
+        from cnncli.inference.export_verify import VerificationError
         from cnncli.inference.exported import FORMATS
         from cnncli.reporting.report import make_console
 
