@@ -13,6 +13,7 @@ from PIL import Image
 from cnncli.cli import app
 from cnncli.data.scan import scan_dataset
 from cnncli.quality import doctor
+from cnncli.quality.file_inspection import problem_kind
 from tests.conftest import TINY
 from tests.imagefactory import make_class_tree, make_odd_images
 
@@ -190,4 +191,4 @@ def test_doctor_usage_errors_are_one_line_exit_2(runner, tmp_path):
     ],
 )
 def test_problem_kinds(reason, kind):
-    assert doctor.problem_kind(reason) == kind
+    assert problem_kind(reason) == kind

@@ -4,27 +4,21 @@
 path, compares the pictures by pretrained features (cnncli.quality.near_duplicates) and returns a
 DoctorReport; `quick_check` is the part cheap enough to run before every training run
 (identical files only, hashing just the files whose byte sizes collide). Nothing here prints.
+Each file is inspected in file_inspection; what was found is a doctor_report.DoctorReport.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import statistics
-from collections import Counter, defaultdict
-from collections.abc import Callable
-from concurrent.futures import as_completed
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from cnncli.data.cache import default_workers, process_pool, submit_all
 from cnncli.data.decode import DecodeError, open_image
 from cnncli.data.scan import Dataset, label_name
+from cnncli.quality.doctor_report import DoctorReport, FileCheck
 from cnncli.quality.duplicates import (
     DuplicateGroup,
     Link,
@@ -33,6 +27,7 @@ from cnncli.quality.duplicates import (
     group_links,
     sort_groups,
 )
+from cnncli.quality.file_inspection import MIN_SIDE, Progress, inspect_files
 from cnncli.quality.near_duplicates import (
     NearPair,
     NearRule,
@@ -41,259 +36,6 @@ from cnncli.quality.near_duplicates import (
     similar_pairs,
     star_groups,
 )
-
-# Images whose shorter side is below this many pixels are reported as tiny.
-MIN_SIDE = 8
-_SERIAL_BELOW = 32
-_GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-
-Progress = Callable[[int, int], None]
-
-
-@dataclass
-class FileCheck:
-    """What the doctor learned about one file (path relative to the dataset root)."""
-
-    path: str
-    split: str
-    label: str
-    bytes: int = 0
-    sha256: str | None = None
-    width: int | None = None
-    height: int | None = None
-    mode: str | None = None  # the stored colour mode, before conversion (e.g. P, CMYK, I;16)
-    problem: str | None = None  # unreadable | empty | not-an-image | corrupt | too-large | tiny
-    reason: str | None = None
-
-    @property
-    def readable(self) -> bool:
-        """True when the file decoded (tiny images are readable)."""
-        return self.problem in (None, "tiny")
-
-
-@dataclass
-class DoctorReport:
-    """Everything `cnn doctor` found; `hurts_training` (certain problems only) decides the
-    exit code."""
-
-    root: str
-    layout: str
-    classes: list[str]
-    counts: dict[str, dict[str, int]]  # class -> split -> files found
-    usable: dict[str, int]  # class -> files that decode
-    files: list[FileCheck] = field(default_factory=list)
-    duplicates: list[DuplicateGroup] = field(default_factory=list)
-    ignored: list[tuple[str, str]] = field(default_factory=list)
-    near_rule: NearRule | None = None  # None: near-duplicates were not looked for
-
-    @property
-    def unreadable(self) -> list[FileCheck]:
-        """Files that will be skipped in training, with the reason."""
-        return [f for f in self.files if not f.readable]
-
-    @property
-    def tiny(self) -> list[FileCheck]:
-        """Files that decode but are smaller than MIN_SIDE pixels on a side."""
-        return [f for f in self.files if f.problem == "tiny"]
-
-    @property
-    def leaks(self) -> list[DuplicateGroup]:
-        """Groups of identical files that span splits."""
-        return [g for g in self.duplicates if g.certain and g.leak]
-
-    @property
-    def conflicts(self) -> list[DuplicateGroup]:
-        """Groups of identical files with more than one label."""
-        return [g for g in self.duplicates if g.certain and g.conflict]
-
-    @property
-    def near(self) -> list[DuplicateGroup]:
-        """Near-duplicate groups: for a person to check, never an error on their own."""
-        return [g for g in self.duplicates if not g.certain]
-
-    @property
-    def imbalance(self) -> float | None:
-        """Largest class / smallest class by usable images (None when a class has none)."""
-        values = list(self.usable.values())
-        if not values or min(values) == 0:
-            return None
-        return max(values) / min(values)
-
-    @property
-    def hurts_training(self) -> bool:
-        """Identical files across splits or classes, or unreadable files: exit code 1."""
-        return bool(self.leaks or self.conflicts or self.unreadable)
-
-    def sizes(self) -> dict[str, Any]:
-        """Width/height range and median, shorter-side buckets and the commonest sizes."""
-        readable = [f for f in self.files if f.readable and f.width]
-        if not readable:
-            return {}
-        widths = [f.width for f in readable]
-        heights = [f.height for f in readable]
-        edges = (16, 32, 64, 128, 256, 512, 1024)
-        buckets: Counter[str] = Counter()
-        for f in readable:
-            side = min(f.width, f.height)
-            upper = next((e for e in edges if side < e), None)
-            buckets[f"<{upper}" if upper else f">={edges[-1]}"] += 1
-        order = [f"<{e}" for e in edges] + [f">={edges[-1]}"]
-        common = Counter(f"{f.width}x{f.height}" for f in readable).most_common(5)
-        return {
-            "width": {"min": min(widths), "median": statistics.median(widths), "max": max(widths)},
-            "height": {
-                "min": min(heights),
-                "median": statistics.median(heights),
-                "max": max(heights),
-            },
-            "shorter_side": {k: buckets[k] for k in order if buckets[k]},
-            "common": dict(common),
-        }
-
-    def modes(self) -> dict[str, int]:
-        """Stored colour mode -> number of readable files."""
-        return dict(Counter(f.mode for f in self.files if f.readable and f.mode).most_common())
-
-    def mixed_modes(self) -> dict[str, dict[str, int]]:
-        """Classes holding both greyscale and colour images: {class: {grey, colour}}."""
-        mix: dict[str, Counter[str]] = defaultdict(Counter)
-        for f in self.files:
-            if f.readable and f.mode:
-                mix[f.label]["grey" if f.mode in _GREY_MODES else "colour"] += 1
-        return {c: dict(n) for c, n in sorted(mix.items()) if len(n) == 2}
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (problem files only, not every file)."""
-        return {
-            "root": self.root,
-            "layout": self.layout,
-            "classes": self.classes,
-            "counts": self.counts,
-            "usable": self.usable,
-            "imbalance": self.imbalance,
-            "files": len(self.files),
-            "unreadable": [_problem_dict(f) for f in self.unreadable],
-            "tiny": [_problem_dict(f) for f in self.tiny],
-            "duplicates": [g.to_dict() for g in self.duplicates],
-            "leaks": len(self.leaks),
-            "conflicts": len(self.conflicts),
-            "near_groups": len(self.near),
-            "near_leaks": sum(g.leak for g in self.near),
-            "near_conflicts": sum(g.conflict for g in self.near),
-            "ignored": [{"path": p, "reason": r} for p, r in self.ignored],
-            "sizes": self.sizes(),
-            "modes": self.modes(),
-            "mixed_modes": self.mixed_modes(),
-            "near_rule": self.near_rule.to_dict() if self.near_rule else None,
-            "hurts_training": self.hurts_training,
-        }
-
-
-def _problem_dict(f: FileCheck) -> dict[str, Any]:
-    keep = ("path", "split", "label", "problem", "reason", "width", "height", "bytes")
-    return {k: v for k, v in asdict(f).items() if k in keep}
-
-
-# ---------------------------------------------------------------- one file
-
-
-def problem_kind(reason: str) -> str:
-    """Sort a DecodeError reason into a short category for the report."""
-    text = reason.lower()
-    for kind, needles in (
-        ("empty", ("empty file",)),
-        ("unreadable", ("cannot read", "permission", "is a folder")),
-        ("too-large", ("too large",)),
-        ("not-an-image", ("not an image",)),
-    ):
-        if any(n in text for n in needles):
-            return kind
-    if "unsupported" in text:
-        return "unsupported"
-    return "corrupt"
-
-
-def inspect_file(root: str, relpath: str, min_side: int = MIN_SIDE) -> dict[str, Any]:
-    """Hash, header and decode one file; the fields of a FileCheck except path/split/label."""
-    path = Path(root) / relpath
-    out: dict[str, Any] = {}
-    try:
-        info = path.stat()
-        out["bytes"] = info.st_size
-        if not stat.S_ISREG(info.st_mode):  # a pipe or device could block forever
-            return {**out, "problem": "unreadable", "reason": "not a regular file"}
-        if info.st_size:
-            out["sha256"] = file_sha256(path)
-    except OSError as exc:
-        reason = f"cannot read file ({exc.strerror or exc})"
-        return {**out, "problem": problem_kind(reason), "reason": reason}
-    try:
-        img = open_image(path, draft_size=32)
-    except DecodeError as exc:
-        return {**out, "problem": problem_kind(exc.reason), "reason": exc.reason}
-    out.update(_header(path))
-    width, height = out.get("width") or img.width, out.get("height") or img.height
-    if min(width, height) < min_side:
-        out["problem"] = "tiny"
-        out["reason"] = f"only {width} x {height} pixels (smaller than {min_side} on a side)"
-    return out
-
-
-def _header(path: Path) -> dict[str, Any]:
-    """Stored size and mode (before drafting or conversion); empty if the header is odd."""
-    try:
-        with Image.open(path) as img:
-            return {"width": img.width, "height": img.height, "mode": img.mode}
-    except Exception:  # open_image already succeeded; this is only for the statistics
-        return {}
-
-
-def _inspect_chunk(root: str, relpaths: list[str], min_side: int) -> list[dict[str, Any]]:
-    return [inspect_file(root, rel, min_side) for rel in relpaths]
-
-
-# ---------------------------------------------------------------- many files
-
-
-def inspect_files(
-    root: str | Path,
-    relpaths: list[str],
-    *,
-    min_side: int = MIN_SIDE,
-    workers: int | None = None,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """inspect_file for every path, in parallel worker processes; results in input order."""
-    n, root = len(relpaths), str(root)
-    results: list[dict[str, Any] | None] = [None] * n
-    workers = workers or default_workers()
-    size = 1 if workers == 1 or n < _SERIAL_BELOW else max(4, min(128, -(-n // (workers * 4))))
-    pending = set(range(0, n, size))
-    done = 0
-
-    def store(start: int, block: list[dict[str, Any]]) -> None:
-        nonlocal done
-        results[start : start + len(block)] = block
-        pending.discard(start)
-        done += len(block)
-        if progress:
-            progress(done, n)
-
-    if size > 1:
-        pool = process_pool(min(workers, len(pending)))
-        try:
-            jobs = {s: (root, relpaths[s : s + size], min_side) for s in sorted(pending)}
-            futures = submit_all(pool, _inspect_chunk, jobs)
-            for future in as_completed(futures):
-                store(futures.pop(future), future.result())
-        except BrokenProcessPool:
-            pass  # a worker died (out of memory?): finish the rest in this process
-        finally:
-            # On Ctrl-C, drop the queued chunks instead of checking them all first.
-            pool.shutdown(wait=True, cancel_futures=True)
-    for start in sorted(pending):
-        store(start, _inspect_chunk(root, relpaths[start : start + size], min_side))
-    return [r or {} for r in results]
 
 
 def _items(dataset: Dataset) -> list[tuple[str, str, str]]:
