@@ -1,4 +1,4 @@
-"""Tests for cnncli.data.scan: layouts, seeded stratified splits, errors, symlinks, manifests."""
+"""Tests for cnncli.data.scan (+ walk, split): layouts, seeded stratified splits, errors, symlinks, manifests."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cnncli.data import scan
+from cnncli.data import walk
 from cnncli.data.scan import (
     DatasetError,
     class_counts,
     read_manifest,
     scan_dataset,
-    stratified_split,
     write_manifest,
 )
+from cnncli.data.split import stratified_split
 from tests.imagefactory import make_class_tree
 
 
@@ -262,7 +262,7 @@ def test_unreadable_folder_is_recorded(root, monkeypatch):
             raise PermissionError(13, "Permission denied")
         return real_scandir(path)
 
-    monkeypatch.setattr(scan.os, "scandir", scandir)
+    monkeypatch.setattr(walk.os, "scandir", scandir)
     ds = scan_dataset(root)
     assert ("b/locked", "cannot read folder (Permission denied)") in ds.ignored
     assert "b/locked/x.png" not in _all_paths(ds)

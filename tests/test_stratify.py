@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnncli.data.scan import stratified_split
+from cnncli.data.split import stratified_split
 from cnncli.data.stratify import iterative_folds, iterative_split
 
 

@@ -22,8 +22,9 @@ from cnncli.data.scan import (
     as_multi_label,
     scan_dataset,
     scan_labelled,
-    stratified_split,
+    split_pool,
 )
+from cnncli.data.split import GroupFinder, Groups, stratified_split
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,14 @@ def _auto_split(
     val_fraction: float,
     seed: int,
     file: Path,
+    groups: Groups = None,
 ) -> tuple[list, list]:
-    """train/val from one list: per-class stratified (one label) or iterative (multi-label)."""
+    """train/val from one list: per-class stratified (one label) or iterative (multi-label),
+    each group of duplicates on one side."""
     if multi_label:
         from cnncli.data.stratify import iterative_split
 
-        return iterative_split(items, len(classes), val_fraction, seed)
+        return iterative_split(items, len(classes), val_fraction, seed, groups)
     counts = [0] * len(classes)
     for _, label in items:
         counts[label] += 1
@@ -85,7 +88,7 @@ def _auto_split(
                 f"{file}: label '{name}' has {n} image; need at least 2 to split "
                 "(or give a split column)"
             )
-    return stratified_split(items, val_fraction, seed)
+    return stratified_split(items, val_fraction, seed, groups)
 
 
 @dataclass
@@ -131,28 +134,34 @@ def labels_dataset(
     val_fraction: float = 0.2,
     seed: int = 0,
     follow_symlinks: bool = False,
+    find_groups: GroupFinder | None = None,
 ) -> Dataset:
     """A labels file over root -> Dataset (layout 'labels'), split as its split column says
-    or, without one (or without val rows), split automatically like class folders."""
+    or, without one (or without val rows), split automatically like class folders (with
+    find_groups' duplicate groups kept on one side, as scan.split_pool does)."""
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     got = _labelled(root, options, follow_symlinks)
     file, classes, multi, groups = got.file, got.classes, got.multi_label, got.groups
+    given: dict[str, list] = {}
+    pool = groups.get(None)
     if got.source["split_column"]:
         if not groups.get("train"):
             raise DatasetError(f"{file}: no rows with split 'train'; the split column needs them")
-        if groups.get("val"):
-            splits = {"train": sorted(groups["train"]), "val": sorted(groups["val"])}
-        else:
-            train, val = _auto_split(groups["train"], classes, multi, val_fraction, seed, file)
-            splits = {"train": train, "val": val}
+        pool = None if groups.get("val") else groups["train"]
+        if pool is None:
+            given = {"train": sorted(groups["train"]), "val": sorted(groups["val"])}
         if groups.get("test"):
-            splits["test"] = sorted(groups["test"])
-        _need_train_labels(splits, classes, file)
-    else:
-        train, val = _auto_split(groups[None], classes, multi, val_fraction, seed, file)
-        splits = {"train": train, "val": val}
-    return Dataset(got.root, "labels", classes, splits, [], multi, got.source)
+            given["test"] = sorted(groups["test"])
+
+    def split(duplicates: Groups) -> tuple[list, list]:
+        return _auto_split(pool or [], classes, multi, val_fraction, seed, file, duplicates)
+
+    dataset = Dataset(got.root, "labels", classes, given, [], multi, got.source)
+    dataset = split_pool(dataset, pool, split, find_groups)
+    if got.source["split_column"]:
+        _need_train_labels(dataset.splits, classes, file)
+    return dataset
 
 
 def _need_train_labels(splits: dict, classes: list[str], file: Path) -> None:
@@ -177,16 +186,15 @@ def load_dataset(
     val_fraction: float = 0.2,
     seed: int = 0,
     follow_symlinks: bool = False,
+    find_groups: GroupFinder | None = None,
 ) -> Dataset:
-    """Class folders (scan.scan_dataset) or a labels file, in single- or multi-label mode."""
+    """Class folders (scan.scan_dataset) or a labels file, in single- or multi-label mode;
+    find_groups: the split guard's duplicate groups (split.GroupFinder), None for no guard."""
     options = options or LabelOptions()
+    where = {"val_fraction": val_fraction, "seed": seed, "follow_symlinks": follow_symlinks}
     if options.file is not None:
-        return labels_dataset(
-            root, options, val_fraction=val_fraction, seed=seed, follow_symlinks=follow_symlinks
-        )
-    dataset = scan_dataset(
-        root, val_fraction=val_fraction, seed=seed, follow_symlinks=follow_symlinks
-    )
+        return labels_dataset(root, options, **where, find_groups=find_groups)
+    dataset = scan_dataset(root, **where, find_groups=find_groups)
     return as_multi_label(dataset) if options.multi_label else dataset
 
 

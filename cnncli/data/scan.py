@@ -1,20 +1,27 @@
-"""Walk a dataset folder: find the classes and images, make a seeded stratified split manifest."""
+"""Scan a dataset folder: find the classes and images, split them (split.py), write the manifest."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
-import os
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cnncli.atomic import atomic_write_text
+from cnncli.data.split import (
+    GroupFinder,
+    Groups,
+    SplitGroups,
+    guard_record,
+    guarded_split,
+    stratified_split,
+)
+from cnncli.data.walk import IMAGE_EXTENSIONS, Walker
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 VAL_DIR_NAMES = ("val", "valid", "validation")
 SPLITS = ("train", "val", "test")
 MANIFEST_HEADER = ("split", "label", "class", "path")
@@ -46,6 +53,8 @@ class Dataset:
     ignored: list[tuple[str, str]] = field(default_factory=list)
     multi_label: bool = False
     label_source: dict | None = None
+    # What the split guard did (split.guard_record; run.json's "split_guard"); None: no guard.
+    split_guard: dict[str, Any] | None = None
 
 
 def label_name(classes: list[str], label: Label) -> str:
@@ -66,114 +75,6 @@ def as_multi_label(dataset: Dataset) -> Dataset:
     return dataclasses.replace(dataset, splits=splits, multi_label=True)
 
 
-class _Walker:
-    """Lists folders under one root, recording everything skipped and why."""
-
-    def __init__(self, root: Path, follow_symlinks: bool) -> None:
-        self.root = root
-        self.root_real = os.path.realpath(root)
-        self.follow_symlinks = follow_symlinks
-        self.ignored: list[tuple[str, str]] = []
-
-    def rel(self, path: str | Path) -> str:
-        return Path(os.path.relpath(path, self.root)).as_posix()
-
-    def skip(self, path: str | Path, reason: str) -> None:
-        self.ignored.append((self.rel(path), reason))
-
-    def children(self, folder: Path) -> list[tuple[str, str]]:
-        """(name, "dir" | "file") for usable entries of folder, sorted by name."""
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            self.skip(folder, f"cannot read folder ({exc.strerror or exc})")
-            return []
-        out = []
-        for entry in entries:
-            kind = self._kind(entry)
-            if kind is not None:
-                out.append((entry.name, kind))
-        return out
-
-    def _kind(self, entry: os.DirEntry) -> str | None:
-        if entry.name.startswith("."):
-            self.skip(entry.path, "hidden")
-            return None
-        try:
-            if entry.is_symlink():
-                target = os.path.realpath(entry.path)
-                if not os.path.exists(target):
-                    self.skip(entry.path, "broken symlink")
-                    return None
-                inside = os.path.commonpath([target, self.root_real]) == self.root_real
-                if not inside and not self.follow_symlinks:
-                    self.skip(entry.path, "symlink to outside the dataset (follow_symlinks to use)")
-                    return None
-            if entry.is_dir():
-                return "dir"
-            if entry.is_file():
-                return "file"
-        except OSError as exc:
-            self.skip(entry.path, f"cannot read ({exc.strerror or exc})")
-            return None
-        self.skip(entry.path, "not a regular file")
-        return None
-
-    def images_under(self, folder: Path) -> list[str]:
-        """Relative paths of all image files below folder (recursive), sorted."""
-        found: list[str] = []
-        # A link to the class folder or above it would pull the whole tree in again.
-        ancestors = [os.path.realpath(folder)]
-        ancestors += [str(p) for p in Path(ancestors[0]).parents]
-        visited: set[str] = set()
-        stack = [folder]
-        while stack:
-            current = stack.pop()
-            real = os.path.realpath(current)
-            if real in visited or (current != folder and real in ancestors):
-                self.skip(current, "symlink loop (folder already scanned)")
-                continue
-            visited.add(real)
-            for name, kind in self.children(current):
-                path = current / name
-                if kind == "dir":
-                    stack.append(path)
-                elif Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append(self.rel(path))
-                else:
-                    self.skip(path, "not an image (file extension)")
-        return sorted(found)
-
-
-def seeded_rank(seed: int, path: str) -> bytes:
-    """Seeded pseudo-random sort key for one file; stable across machines and Python runs."""
-    return hashlib.blake2b(f"{seed}\0{path}".encode(), digest_size=8).digest()
-
-
-def stratified_split(
-    items: list[tuple[str, int]], val_fraction: float, seed: int
-) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """Split (path, label) items per class into (train, val), both sorted by path.
-
-    Each class with n >= 2 items gives n * val_fraction (rounded half up) to val, clamped to
-    1..n-1; a class with a single item stays in train. The order depends only on the
-    paths and the seed (never on filesystem order).
-    """
-    by_label: dict[int, list[str]] = defaultdict(list)
-    for path, label in items:
-        by_label[label].append(path)
-    train: list[tuple[str, int]] = []
-    val: list[tuple[str, int]] = []
-    for label, paths in by_label.items():
-        n = len(paths)
-        n_val = min(max(int(n * val_fraction + 0.5), 1), n - 1) if n >= 2 else 0
-        order = sorted(paths, key=lambda p: (seeded_rank(seed, p), p))
-        val += [(p, label) for p in order[:n_val]]
-        train += [(p, label) for p in order[n_val:]]
-    return sorted(train), sorted(val)
-
-
 def _check_root(root: str | Path) -> Path:
     given = Path(root).expanduser()
     if not given.exists():
@@ -189,7 +90,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _class_images(walker: _Walker, parent: Path, dirs: list[str]) -> dict[str, list[str]]:
+def _class_images(walker: Walker, parent: Path, dirs: list[str]) -> dict[str, list[str]]:
     """{class folder name: image paths} for the non-empty class folders under parent."""
     out = {}
     for name in dirs:
@@ -232,7 +133,7 @@ def _one_named(root: Path, dirs: list[str], names: tuple[str, ...]) -> str | Non
     return matches[0] if matches else None
 
 
-def _is_split_layout(walker: _Walker, root: Path, dirs: list[str]) -> str | None:
+def _is_split_layout(walker: Walker, root: Path, dirs: list[str]) -> str | None:
     """The train folder's name when root looks like DIR/train/<class>/..., else None."""
     train = _one_named(root, dirs, ("train",))
     if train is None:
@@ -250,9 +151,12 @@ def _labelled(found: dict[str, list[str]], classes: list[str]) -> list[tuple[str
     return sorted((path, index[name]) for name, paths in found.items() for path in paths)
 
 
-def _scan_flat(
-    walker: _Walker, root: Path, top: list[tuple[str, str]], val_fraction: float, seed: int
-) -> Dataset:
+# A scan's result before the split: the dataset with the splits it was given (val/, test/
+# folders) and the images still to split into train and val (None when val/ was given).
+Scanned = tuple[Dataset, list[tuple[str, int]] | None]
+
+
+def _scan_flat(walker: Walker, root: Path, top: list[tuple[str, str]]) -> Scanned:
     for name, kind in top:
         if kind == "file":
             is_image = Path(name).suffix.lower() in IMAGE_EXTENSIONS
@@ -264,12 +168,11 @@ def _scan_flat(
     _need_two_classes(root, found)
     _need_two_each(root, found)
     classes = sorted(found)
-    train, val = stratified_split(_labelled(found, classes), val_fraction, seed)
-    return Dataset(root, "flat", classes, {"train": train, "val": val}, walker.ignored)
+    return Dataset(root, "flat", classes, {}, walker.ignored), _labelled(found, classes)
 
 
 def _held_out(
-    walker: _Walker, root: Path, folder: str, classes: list[str], train_dir: Path
+    walker: Walker, root: Path, folder: str, classes: list[str], train_dir: Path
 ) -> list[tuple[str, int]]:
     """Images of a val/test folder whose class folders must all exist in train."""
     entries = walker.children(root / folder)
@@ -286,9 +189,7 @@ def _held_out(
     return _labelled(found, classes)
 
 
-def _scan_split(
-    walker: _Walker, root: Path, train: str, dirs: list[str], val_fraction: float, seed: int
-) -> Dataset:
+def _scan_split(walker: Walker, root: Path, train: str, dirs: list[str]) -> Scanned:
     val_name = _one_named(root, dirs, VAL_DIR_NAMES)
     test_name = _one_named(root, dirs, ("test",))
     for name, _ in walker.children(root):
@@ -302,23 +203,45 @@ def _scan_split(
     found = _class_images(walker, train_dir, [n for n, kind in entries if kind == "dir"])
     _need_two_classes(train_dir, found)
     classes = sorted(found)
+    pool, splits = None, {}
     if val_name is None:
         _need_two_each(train_dir, found)
-        train_items, val_items = stratified_split(_labelled(found, classes), val_fraction, seed)
+        pool = _labelled(found, classes)
     else:
-        train_items = _labelled(found, classes)
-        val_items = _held_out(walker, root, val_name, classes, train_dir)
-        if not val_items:
+        splits["train"] = _labelled(found, classes)
+        splits["val"] = _held_out(walker, root, val_name, classes, train_dir)
+        if not splits["val"]:
             raise DatasetError(
                 f"{root / val_name}: validation folder has no images; add "
                 f"{root / val_name}/<class>/ images or remove it to split from {train_dir}"
             )
-    splits = {"train": train_items, "val": val_items}
     if test_name is not None:
         test_items = _held_out(walker, root, test_name, classes, train_dir)
         if test_items:
             splits["test"] = test_items
-    return Dataset(root, "split", classes, splits, walker.ignored)
+    return Dataset(root, "split", classes, splits, walker.ignored), pool
+
+
+def split_pool(
+    dataset: Dataset,
+    pool: list | None,
+    split: Callable[[Groups], tuple[list, list]],
+    find_groups: GroupFinder | None = None,
+) -> Dataset:
+    """The dataset with train and val made from pool by split(groups) (pool None: its own
+    splits stand). With find_groups (called once over every image), the duplicate groups
+    are kept on one side of a split made here, or counted where they cross a given one,
+    and the record of what the guard did is the Dataset's split_guard."""
+    found: SplitGroups | None = None
+    if find_groups is not None:
+        paths = [p for items in dataset.splits.values() for p, _ in items]
+        found = find_groups(dataset.root, sorted(paths + [p for p, _ in pool or []]))
+    splits, moved = dict(dataset.splits), None
+    if pool is not None:
+        train, val, moved = guarded_split(split, found)
+        splits = {"train": train, "val": val, **splits}
+    record = guard_record(found, splits, moved) if found is not None else None
+    return dataclasses.replace(dataset, splits=splits, split_guard=record)
 
 
 def scan_dataset(
@@ -327,23 +250,32 @@ def scan_dataset(
     val_fraction: float = 0.2,
     seed: int = 0,
     follow_symlinks: bool = False,
+    find_groups: GroupFinder | None = None,
 ) -> Dataset:
     """Scan DIR/<class>/* (flat) or DIR/train|val[|test]/<class>/* (split) into a Dataset.
 
+    Without a val/ folder, val_fraction of each class is split off (split.stratified_split);
+    find_groups, when given, supplies the duplicate groups the split keeps together.
     Raises DatasetError (one line naming the path and the fix) for unusable datasets.
     """
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     root = _check_root(root)
-    walker = _Walker(root, follow_symlinks)
+    walker = Walker(root, follow_symlinks)
     # The first listing only decides the layout; its skips are recorded by the real scan.
-    probe = _Walker(root, follow_symlinks)
+    probe = Walker(root, follow_symlinks)
     top = probe.children(root)
     dirs = [name for name, kind in top if kind == "dir"]
     train = _is_split_layout(probe, root, dirs)
     if train is not None:
-        return _scan_split(walker, root, train, dirs, val_fraction, seed)
-    return _scan_flat(walker, root, walker.children(root), val_fraction, seed)
+        dataset, pool = _scan_split(walker, root, train, dirs)
+    else:
+        dataset, pool = _scan_flat(walker, root, walker.children(root))
+
+    def split(groups: Groups) -> tuple[list, list]:
+        return stratified_split(pool or [], val_fraction, seed, groups)
+
+    return split_pool(dataset, pool, split, find_groups)
 
 
 def class_counts(dataset: Dataset) -> dict[str, dict[str, int]]:
@@ -449,11 +381,11 @@ def scan_labelled(root: str | Path, *, follow_symlinks: bool = False) -> Dataset
     follow the sorted folder names; callers map them onto a model's classes by name.
     """
     root = _check_root(root)
-    walker = _Walker(root, follow_symlinks)
+    walker = Walker(root, follow_symlinks)
     top = walker.children(root)
     dirs = [name for name, kind in top if kind == "dir"]
     parent = root
-    if _is_split_layout(_Walker(root, follow_symlinks), root, dirs) is not None:
+    if _is_split_layout(Walker(root, follow_symlinks), root, dirs) is not None:
         held = _one_named(root, dirs, ("test",)) or _one_named(root, dirs, VAL_DIR_NAMES)
         if held is None:
             raise DatasetError(f"{root}: has train/ but no val/ or test/ folder to evaluate on")

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnncli.data.scan import Dataset, seeded_rank
+from cnncli.data.scan import Dataset
+from cnncli.data.split import seeded_rank
 
 # Header reads are a few tens of microseconds each; this many is well under a second.
 HEADER_SAMPLE = 400
