@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnncli.data.decode import DecodeError, Resize, decode_image
+from cnncli.data.decode import DecodeError, Resize, decode_image, open_image
 
 # The input the features are computed on: small enough for ~70 images/s on two CPU cores.
 INPUT_SIZE = 128
@@ -244,7 +244,51 @@ def look_identical(features: Features, floor: float = 0.999) -> list[tuple[int, 
     return out
 
 
-def star_groups(pairs: list[NearPair]) -> list[tuple[int, list[tuple[int, NearPair]]]]:
+Star = tuple[int, list[tuple[int, NearPair]]]  # (representative, [(member, its pair), ...])
+
+
+def same_pixels(a: Path, b: Path) -> bool:
+    """Both files decode to the same pixels (full size, no drafting)."""
+    try:
+        first, second = open_image(a), open_image(b)
+    except DecodeError:
+        return False
+    return first.size == second.size and np.array_equal(np.asarray(first), np.asarray(second))
+
+
+def find_near(
+    root: str | Path,
+    relpaths: list[str],
+    skip: set[int],
+    rule: NearRule = NearRule(),
+    progress: Progress | None = None,
+) -> tuple[list[tuple[int, int]], list[Star]]:
+    """(pairs (i < j) with identical pixels, star groups of near-duplicates), by index into
+    relpaths: the comparison `cnn doctor` and the split guard share.
+
+    Every file but those in skip (copies of identical files: the same bytes) goes through
+    the network once; a file with the same pixels as an earlier one stands in for nothing
+    and is left out of the near pairs, as identical bytes are. Raises WeightsError when the
+    packaged weights are missing.
+    """
+    root = Path(root)
+    unique = [i for i in range(len(relpaths)) if i not in skip]
+    features = image_features(root, [relpaths[i] for i in unique], progress=progress)
+    same = [
+        (unique[a], unique[b])
+        for a, b in look_identical(features)
+        if same_pixels(root / relpaths[unique[a]], root / relpaths[unique[b]])
+    ]
+    stand_in = {b for _, b in same}
+    pairs = [
+        NearPair(unique[p.i], unique[p.j], p.similarity, p.detail)
+        for p in similar_pairs(features, rule)
+        if unique[p.i] not in stand_in and unique[p.j] not in stand_in
+    ]
+    return same, star_groups(pairs)
+
+
+def star_groups(pairs: list[NearPair]) -> list[Star]:
     """Groups without chaining: (representative, [(member, its pair with the rep), ...]).
 
     The image with the most unclaimed partners (then the highest summed similarity, then
