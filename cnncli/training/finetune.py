@@ -56,19 +56,28 @@ def embed_split(
     """The split with each image replaced by the features that enter the logits layer
     (`features` from embedder), float32 (n, features); labels and rows unchanged.
     views 1 or 2: (n, views, features), of the image and its mirror image (view_head)."""
-    out = []
-    for idx, mask in padded_batches(np.arange(len(split)), batch_size):
-        batch, _ = gather(split, idx)
-        shown = [batch, batch[:, :, ::-1]][: max(views, 1)]
-        feats = np.stack([np.asarray(features(params, stats, b)) for b in shown], axis=1)
-        out.append(feats[mask > 0])
-    if not out:
+    feats = map_batches(split, batch_size, lambda b: features(params, stats, b), views)
+    if feats is None:
         return SplitArrays(
             np.zeros((0, 0), np.float32), split.labels, split.rows, split.manifest_size
         )
-    feats = np.concatenate(out).astype(np.float32)
-    feats = feats if views else feats[:, 0]
-    return SplitArrays(feats, split.labels, split.rows, split.manifest_size)
+    return SplitArrays(feats.astype(np.float32), split.labels, split.rows, split.manifest_size)
+
+
+def map_batches(split: SplitArrays, batch_size: int, fn, views: int = 0) -> np.ndarray | None:
+    """fn over the split's arrays in padded batches (so jit sees one shape), the real rows
+    kept and concatenated; None for an empty split. views 1 or 2: fn of the image and of
+    its mirror image stacked on axis 1 (n, views, ...)."""
+    out = []
+    for idx, mask in padded_batches(np.arange(len(split)), batch_size):
+        batch, _ = gather(split, idx)
+        if views:
+            shown = [batch, batch[:, :, ::-1]][:views]
+            result = np.stack([np.asarray(fn(b)) for b in shown], axis=1)
+        else:
+            result = np.asarray(fn(batch))
+        out.append(result[mask > 0])
+    return np.concatenate(out) if out else None
 
 
 def pick_view(x, key, train: bool):
@@ -163,13 +172,7 @@ def cache_activations(
             p, s, model_cfg, network.normalize(images_u8, model_cfg), start
         ).astype("float16")
 
-    out = []
-    for idx, mask in padded_batches(np.arange(len(split)), batch_size):
-        batch, _ = gather(split, idx)
-        shown = [batch, batch[:, :, ::-1]][:views]
-        maps = np.stack([np.asarray(acts(params, stats, b)) for b in shown], axis=1)
-        out.append(maps[mask > 0])
-    cached = np.concatenate(out)
+    cached = map_batches(split, batch_size, lambda b: acts(params, stats, b), views)
     return SplitArrays(cached, split.labels, split.rows, split.manifest_size)
 
 
@@ -192,11 +195,7 @@ def pooled_of(
         features = network.pre_logits(p, model_cfg, y)
         return features.reshape((n, v, -1))
 
-    out = []
-    for idx, mask in padded_batches(np.arange(len(cached)), batch_size):
-        batch, _ = gather(cached, idx)
-        out.append(np.asarray(pooled(params, stats, batch))[mask > 0])
-    feats = np.concatenate(out).astype(np.float32)
+    feats = map_batches(cached, batch_size, lambda b: pooled(params, stats, b)).astype(np.float32)
     return SplitArrays(feats, cached.labels, cached.rows, cached.manifest_size)
 
 
