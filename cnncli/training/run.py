@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from cnncli.data.scan import (
     read_manifest,
     write_manifest,
 )
+from cnncli.data.split import SplitGroups
 from cnncli.model.shapes import LayerRow, layer_table
 from cnncli.run_files import (
     ATTEMPTS_FILE,
@@ -39,16 +42,35 @@ from cnncli.training.timing import RunTimer
 from cnncli.training.warm_start import InitSource
 
 
-def load_run_dataset(data_dir: str | Path, labels: LabelOptions | None, cfg: RunConfig):
+def load_run_dataset(
+    data_dir: str | Path,
+    labels: LabelOptions | None,
+    cfg: RunConfig,
+    find_groups: Callable[..., SplitGroups] | None = None,
+):
     """Scan DIR (class folders or a labels file) with cfg's split settings (val share, seed,
-    symlinks): the one scan a run, a K-fold run and the recipe all start from."""
-    return load_dataset(
+    symlinks, split guard): the one scan a run, a K-fold run and the recipe all start from.
+
+    find_groups(root, relpaths, mode) finds the duplicate groups the split guard keeps on
+    one side (cnncli.quality.duplicates.split_groups, handed in from above: training and
+    quality are peers). The Dataset's split_guard records what the guard did (run.json).
+    """
+    mode = cfg.data.split_guard
+    finder = None
+    if mode != "off" and find_groups is not None:
+        finder = functools.partial(find_groups, mode=mode)
+    dataset = load_dataset(
         data_dir,
         labels,
         val_fraction=cfg.data.val_fraction,
         seed=cfg.train.seed,
         follow_symlinks=cfg.data.follow_symlinks,
+        find_groups=finder,
     )
+    if dataset.split_guard is None:
+        why = {} if mode == "off" else {"asked": mode, "notice": "no duplicate finder given"}
+        dataset.split_guard = {"mode": "off", **why}
+    return dataset
 
 
 @dataclass
@@ -127,6 +149,7 @@ def plan_for_dataset(
     info = {
         "data_dir": str(dataset.root),
         **({"labels": dataset.label_source["file"]} if dataset.label_source else {}),
+        **({"split_guard": dataset.split_guard} if dataset.split_guard else {}),
         **(extra_info or {}),
         "argv": sys.argv,
         "python": platform.python_version(),
