@@ -2,21 +2,20 @@
 
 Every name that comes from the user's files (paths, class names, the command line) goes
 through html.escape, and a Content-Security-Policy forbids scripts and network access, so
-a class folder called `<script>` is shown as text and can run nothing.
+a class folder called `<script>` is shown as text and can run nothing. The sections are
+built here; the stylesheet and the small HTML pieces they share are in html_blocks.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import math
 import secrets
 import statistics
 from pathlib import Path
 
 from cnncli.atomic import atomic_write_text
 from cnncli.charts.svgchart import svg_chart
+from cnncli.reporting.html_blocks import CSS, data_uri, esc, html_table, percent
 from cnncli.reporting.reportdata import Predictions, ReportData, Thumb, collect
 
 REPORT_FILE = "report.html"
@@ -36,54 +35,6 @@ SECTIONS = (
     ("timing", "Timing and machine"),
 )
 
-CSS = """
-:root{--fg:#1d2330;--mute:#5b6474;--line:#d9dee7;--bg:#fff;--acc:#2f6fde;--bad:#c8372d}
-*{box-sizing:border-box}
-body{font:15px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:var(--fg);
-background:var(--bg);margin:0 auto;max-width:1100px;padding:12px}
-h1{font-size:1.4em;margin:.3em 0}h2{font-size:1.15em;margin:1.4em 0 .4em;
-border-bottom:1px solid var(--line);padding-bottom:.2em}
-nav{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:.9em}nav a{color:var(--acc)}
-.scroll{overflow-x:auto;max-width:100%}
-table{border-collapse:collapse;font-size:.9em;margin:.3em 0}
-td,th{border:1px solid var(--line);padding:3px 7px;text-align:right;white-space:nowrap}
-td:first-child,th:first-child,.formula td:last-child{text-align:left}
-pre{background:#f5f7fa;border:1px solid var(--line);padding:8px;overflow-x:auto;
-white-space:pre-wrap;word-break:break-all;font-size:.85em}
-.muted{color:var(--mute)}.warn{color:var(--bad)}
-.cards{display:flex;flex-wrap:wrap;gap:10px}
-.card{width:150px;border:1px solid var(--line);border-radius:6px;padding:4px;font-size:.8em;
-overflow-wrap:anywhere}
-.card img{width:100%;height:auto;image-rendering:pixelated;display:block}
-.card.wide{width:300px}.pair{display:flex;gap:4px}.pair img{width:50%}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.chart{flex:1 1 320px;max-width:540px}
-svg{width:100%;height:auto;background:#fff}
-img.full{max-width:100%;height:auto}
-.kv td{text-align:left;white-space:normal;overflow-wrap:anywhere}
-@media (max-width:600px){body{font-size:14px;padding:8px}.card{width:calc(50% - 5px)}
-.card.wide{width:100%}}
-"""
-
-
-def esc(value) -> str:
-    """Text as HTML, quotes included (for attributes too)."""
-    return html.escape(str(value), quote=True)
-
-
-def data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _table(header: list[str] | None, rows: list[list], cls: str = "") -> str:
-    """A table in a horizontally scrolling box (header None: no header row)."""
-    head = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<div class="scroll"><table class="{cls}">{head}{body}</table></div>'
-
-
-def _pct(x: float) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
 
 def _command(d: ReportData) -> str:
     rows = [
@@ -94,10 +45,10 @@ def _command(d: ReportData) -> str:
     if d.summary:
         best = d.summary.get("best_val_acc")
         rows.append(["best epoch", esc(d.summary.get("best_epoch", "?"))])
-        rows.append(["best val accuracy", _pct(best) if isinstance(best, float) else "-"])
+        rows.append(["best val accuracy", percent(best) if isinstance(best, float) else "-"])
     return (
         f"<pre>{esc(d.command or '(command not recorded)')}</pre>"
-        + _table(None, rows, "kv")
+        + html_table(None, rows, "kv")
         + _recipe(d.recipe)
         + f"<details><summary>config.toml (click to open)</summary><pre>{esc(d.config_text)}</pre></details>"
     )
@@ -116,7 +67,7 @@ def _recipe(recipe: dict) -> str:
     note = f" (your settings won for: {esc(', '.join(sorted(explicit)))})" if explicit else ""
     return (
         f"<details><summary>automatic recipe: {len(rows)} choices{note}</summary>"
-        + _table(["key", "value", "why"], rows, "kv")
+        + html_table(["key", "value", "why"], rows, "kv")
         + "</details>"
     )
 
@@ -131,7 +82,7 @@ def _data(d: ReportData) -> str:
         rows.append(
             ["<b>total</b>"] + [sum(c.get(s, 0) for c in d.counts.values()) for s in splits]
         )
-        parts.append(_table(["class", *splits], rows))
+        parts.append(html_table(["class", *splits], rows))
     else:
         parts.append('<p class="muted">split.csv missing or unreadable</p>')
     if d.skipped:
@@ -169,7 +120,7 @@ def _network(d: ReportData) -> str:
         ]
     )
     header = ["layer", "input", "output", "params", "MACs", "(W - F + 2P) / S + 1"]
-    return f"<p>input {esc(d.input_shape)}</p>" + _table(header, rows, "formula")
+    return f"<p>input {esc(d.input_shape)}</p>" + html_table(header, rows, "formula")
 
 
 def _curves(d: ReportData) -> str:
@@ -239,13 +190,13 @@ def _learning(d: ReportData) -> str:
                 [
                     esc(a.get("attempt", "?")),
                     esc(epochs),
-                    _pct(train_acc) if isinstance(train_acc, float) else "-",
-                    _pct(acc) if isinstance(acc, float) else "-",
+                    percent(train_acc) if isinstance(train_acc, float) else "-",
+                    percent(acc) if isinstance(acc, float) else "-",
                     what or "-",
                 ]
             )
         parts.append(
-            _table(["attempt", "epochs", "last train acc", "best val acc", "changed"], rows)
+            html_table(["attempt", "epochs", "last train acc", "best val acc", "changed"], rows)
         )
     if line and (not d.attempts or line != d.attempts[0].get("not_learning")):
         parts.append(f'<p class="warn">{esc(line)}</p>')
@@ -273,8 +224,8 @@ def _confusion(d: ReportData) -> str:
             )
         rows.append([esc(name), *cells])
     return (
-        f"<p>evaluated on {esc(d.eval_source)}: {m.n} images, accuracy {_pct(m.top1)}</p>"
-        + _table(header, rows)
+        f"<p>evaluated on {esc(d.eval_source)}: {m.n} images, accuracy {percent(m.top1)}</p>"
+        + html_table(header, rows)
     )
 
 
@@ -284,20 +235,27 @@ def _per_class(d: ReportData) -> str:
         return '<p class="muted">no predictions</p>'
     if getattr(m, "multi_label", False):
         rows = [
-            [esc(r.name), _pct(r.precision), _pct(r.recall), _pct(r.f1), r.support]
+            [esc(r.name), percent(r.precision), percent(r.recall), percent(r.f1), r.support]
             for r in m.per_label
         ]
-        return f"<p>mAP {m.map:.3f}, subset accuracy {_pct(m.subset_accuracy)}</p>" + _table(
+        return f"<p>mAP {m.map:.3f}, subset accuracy {percent(m.subset_accuracy)}</p>" + html_table(
             ["label", "precision", "recall", "F1", "support"], rows
         )
     rows = [
-        [esc(r.name), _pct(r.precision), _pct(r.recall), _pct(r.f1), r.support] for r in m.per_class
+        [esc(r.name), percent(r.precision), percent(r.recall), percent(r.f1), r.support]
+        for r in m.per_class
     ]
     for name, avg in (("macro avg", m.macro), ("weighted avg", m.weighted)):
         rows.append(
-            [f"<b>{name}</b>", _pct(avg["precision"]), _pct(avg["recall"]), _pct(avg["f1"]), m.n]
+            [
+                f"<b>{name}</b>",
+                percent(avg["precision"]),
+                percent(avg["recall"]),
+                percent(avg["f1"]),
+                m.n,
+            ]
         )
-    return _table(["class", "precision", "recall", "F1", "support"], rows)
+    return html_table(["class", "precision", "recall", "F1", "support"], rows)
 
 
 def _card(t: Thumb, wide=False) -> str:
@@ -332,7 +290,7 @@ def _timing(d: ReportData) -> str:
                 esc(s.get("wall_s", "-")),
             ]
         )
-    out = _table(["", "decode s", "images", "first step s (compile)", "wall s"], rows)
+    out = html_table(["", "decode s", "images", "first step s (compile)", "wall s"], rows)
     epochs = t.get("epochs", {})
     if epochs:
         secs = sorted(float(v) for v in epochs.values())
@@ -340,11 +298,11 @@ def _timing(d: ReportData) -> str:
             f"<p>{len(secs)} epochs: {sum(secs):.1f} s in all; per epoch min {secs[0]:.2f} s, "
             f"median {statistics.median(secs):.2f} s, max {secs[-1]:.2f} s</p>"
             + "<details><summary>seconds per epoch</summary>"
-            + _table(["epoch", "seconds"], [[esc(k), esc(v)] for k, v in epochs.items()])
+            + html_table(["epoch", "seconds"], [[esc(k), esc(v)] for k, v in epochs.items()])
             + "</details>"
         )
     machine = t.get("machine", {})
-    out += "<p>machine</p>" + _table(None, [[esc(k), esc(v)] for k, v in machine.items()], "kv")
+    out += "<p>machine</p>" + html_table(None, [[esc(k), esc(v)] for k, v in machine.items()], "kv")
     return out
 
 
