@@ -65,7 +65,8 @@ def eval_(
         from cnncli.inference.eval_data import eval_items
         from cnncli.inference.evaluate import compute_metrics, misclassified_rows
         from cnncli.inference.predict import evaluate_items
-        from cnncli.reporting.report import make_console, metrics_tables
+        from cnncli.reporting.report import make_console
+        from cnncli.reporting.result_tables import metrics_tables
 
         console = make_console(to_stderr=json_out, quiet=quiet)
         if top_k is not None and top_k < 1:
@@ -179,7 +180,7 @@ def _report_multilabel(
     import json
 
     from cnncli.inference.multilabel import compute_multilabel_metrics, mistaken_rows
-    from cnncli.reporting.report import multilabel_tables
+    from cnncli.reporting.result_tables import multilabel_tables
 
     metrics = compute_multilabel_metrics(probs, targets, bundle.classes, bundle.thresholds)
     result = _write_results(

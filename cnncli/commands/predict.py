@@ -59,7 +59,8 @@ def predict(
         from cnncli.inference.exported import load_model
         from cnncli.inference.predict import collect_inputs, label_of, predict_paths
         from cnncli.inference.predict import top_k as top_k_of
-        from cnncli.reporting.report import make_console, predictions_table
+        from cnncli.reporting.report import make_console
+        from cnncli.reporting.result_tables import predictions_table
         from cnncli.training.run import newest_run
 
         console = make_console(to_stderr=json_out, quiet=quiet)
@@ -126,7 +127,7 @@ def _exit_on_errors(console, preds, problems) -> None:
 def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, sort_into) -> None:
     """Multi-label output: each image's label set (probability >= its label's threshold)."""
     from cnncli.inference.predict import label_set
-    from cnncli.reporting.report import label_sets_table
+    from cnncli.reporting.result_tables import label_sets_table
 
     thresholds = [threshold] * len(bundle.classes) if threshold is not None else bundle.thresholds
     rows = []
