@@ -17,6 +17,7 @@ from cnncli.commands import (
     predict,
     report,
     runs,
+    serve,
     summary,
     train,
 )
@@ -50,6 +51,7 @@ app.command("explain")(explain.explain)
 app.command("export")(export.export)
 app.command("report")(report.report)
 app.command("runs")(runs.runs)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:
