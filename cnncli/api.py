@@ -326,8 +326,8 @@ def augment(
     from cnncli.augment.ops import parse_ops, resolve_ops
     from cnncli.data.labels import LabelOptions
 
-    given = parse_ops(ops) if isinstance(ops, str) else dict(ops or {})
     try:
+        given = parse_ops(ops) if isinstance(ops, str) else dict(ops or {})
         chosen = resolve_ops(preset or ("none" if given else "default"), given)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -350,7 +350,7 @@ def doctor(
     **options: Any,
 ):
     """`cnn doctor DIR`: unreadable and odd files, identical files, near-duplicate groups,
-    conflicting labels and leaks, as a quality.doctor.DoctorReport (nothing is written).
+    conflicting labels and leaks, as a quality.doctor_report.DoctorReport (nothing is written).
     Other options (min_side, workers, progress, near_progress) as check_dataset takes them."""
     from cnncli.data.labels import LabelOptions, load_dataset
     from cnncli.quality.near_duplicates import NearRule

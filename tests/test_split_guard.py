@@ -51,7 +51,7 @@ def _sides(run_dir: Path) -> dict[str, str]:
 
 def _plan(root: Path, cfg: RunConfig, out: Path, labels=None):
     """What `cnn train` does before training: the guarded scan, then the run folder."""
-    dataset = load_run_dataset(root, labels, cfg, split_groups)
+    dataset = load_run_dataset(root, labels, cfg)
     return plan_new_run(root, cfg, out, labels=labels, dataset=dataset)
 
 
@@ -118,7 +118,7 @@ def test_guard_off_lets_a_pair_cross_that_the_guard_keeps_together(made_set, tmp
             break
     assert crossing is not None
     assert plain.split_guard == {"mode": "off"}
-    guarded = load_run_dataset(root, None, _cfg("near", crossing), split_groups)
+    guarded = load_run_dataset(root, None, _cfg("near", crossing))
     side = {p: s for s, items in guarded.splits.items() for p, _ in items}
     assert all(len({side[p] for p in g}) == 1 for g in made)
     assert guarded.split_guard["images_moved"] >= 1
@@ -152,9 +152,9 @@ def test_cnn_train_keeps_near_copies_on_one_side(runner, made_set, tmp_path):
     result = runner.invoke(app, ["train", str(root), "--out", str(out), *SMALL])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "run.json").read_text())["split_guard"]
-    if record.get("notice") == "no duplicate finder given":
-        pytest.skip("cnn train does not hand the split guard its finder yet")
     assert record["mode"] == "near" and record["groups"] == len(made)
+    text = " ".join(result.output.split())
+    assert f"split guard (near): {len(made)} group(s) of duplicates" in text
     sides = _sides(out)
     assert all(len({sides[p] for p in g}) == 1 for g in made)
 
@@ -172,7 +172,7 @@ def test_identical_files_stay_together_in_every_seed(tmp_path):
     crossed_without = 0
     for seed in range(12):
         for guard in ("exact", "off"):
-            dataset = load_run_dataset(root, None, _cfg(guard, seed), split_groups)
+            dataset = load_run_dataset(root, None, _cfg(guard, seed))
             side = {p: s for s, items in dataset.splits.items() for p, _ in items}
             crossed = sum(len({side[p] for p in pair}) > 1 for pair in pairs)
             if guard == "exact":
@@ -190,7 +190,7 @@ def test_a_given_val_folder_is_kept_and_crossing_groups_counted(tmp_path):
     make_class_tree(root / "val", {"a": 2, "b": 2}, size=64, seed=1)
     shutil.copy(root / "train" / "a" / "000.png", root / "val" / "a" / "leak.png")
     plain = scan_dataset(root)
-    dataset = load_run_dataset(root, None, _cfg("exact"), split_groups)
+    dataset = load_run_dataset(root, None, _cfg("exact"))
     assert {s: len(items) for s, items in dataset.splits.items()} == {"train": 12, "val": 5}
     assert dataset.splits == plain.splits
     record = dataset.split_guard
@@ -212,7 +212,7 @@ def test_multi_label_split_keeps_identical_files_together(tmp_path):
     )
     options = LabelOptions(file=labels_csv)
     for seed in range(4):
-        dataset = load_run_dataset(tmp_path, options, _cfg("exact", seed), split_groups)
+        dataset = load_run_dataset(tmp_path, options, _cfg("exact", seed))
         assert dataset.multi_label
         side = {p: s for s, items in dataset.splits.items() for p, _ in items}
         assert all(len({side[p] for p in pair}) == 1 for pair in twins), seed

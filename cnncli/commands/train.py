@@ -28,6 +28,7 @@ from cnncli.commands.train_display import (
     input_text,
     print_init,
     print_label_source,
+    print_split_guard,
     run_with_live_table,
     warn_dataset,
 )
@@ -270,6 +271,8 @@ def _run_training(
     )
     console.print(dataset_table(class_counts(plan.dataset), data_title(plan.dataset)))
     print_label_source(plan.dataset, console)
+    if not plan.resume:
+        print_split_guard(plan.dataset, console)
     if plan.dataset.ignored:
         console.print(
             f"[yellow]ignored {len(plan.dataset.ignored)} non-image or unreachable file(s)[/yellow]"

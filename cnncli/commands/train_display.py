@@ -60,6 +60,26 @@ def print_label_source(dataset, console, limit: int = 20) -> None:
         )
 
 
+def print_split_guard(dataset, console) -> None:
+    """One line when the split guard kept duplicate groups together (or fell back)."""
+    from rich.markup import escape
+
+    guard = getattr(dataset, "split_guard", None) or {}
+    if guard.get("notice"):
+        console.print(f"[yellow]split guard: {escape(guard['notice'])}[/yellow]")
+    if guard.get("split") == "fraction" and guard.get("groups"):
+        console.print(
+            f"split guard ({guard['mode']}): {guard['groups']} group(s) of duplicates, "
+            f"{guard['images']} images, kept on one side of the split "
+            f"({guard.get('images_moved', 0)} moved; {guard.get('seconds', 0):.1f} s)"
+        )
+    elif guard.get("split") == "given" and guard.get("crossing"):
+        console.print(
+            f"[yellow]split guard: {guard['crossing']} image(s) have a duplicate on the other "
+            "side of the given split (see cnn doctor)[/yellow]"
+        )
+
+
 def warn_dataset(plan, console) -> None:
     """Name unusual skips (links, loops, pipes) and identical files across splits or classes."""
     from rich.markup import escape

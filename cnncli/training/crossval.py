@@ -109,7 +109,7 @@ def plan_cross_validation(
     shapes, then create RUN and RUN/fold1..k; `extra` goes into every run.json (e.g. the
     resolved --init source, which each fold starts from)."""
     if dataset is None:
-        dataset = load_run_dataset(data_dir, labels, cfg)
+        dataset = load_run_dataset(data_dir, labels, cfg, guard=False)
     items = pooled_items(dataset)
     folds = assign_folds(dataset, items, k, cfg.train.seed)
     layer_table(cfg.model, cfg.data.image_size, cfg.data.channels, len(dataset.classes))

@@ -11,7 +11,6 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,6 @@ from cnncli.data.scan import (
     read_manifest,
     write_manifest,
 )
-from cnncli.data.split import SplitGroups
 from cnncli.model.shapes import LayerRow, layer_table
 from cnncli.run_files import (
     ATTEMPTS_FILE,
@@ -43,22 +41,19 @@ from cnncli.training.warm_start import InitSource
 
 
 def load_run_dataset(
-    data_dir: str | Path,
-    labels: LabelOptions | None,
-    cfg: RunConfig,
-    find_groups: Callable[..., SplitGroups] | None = None,
+    data_dir: str | Path, labels: LabelOptions | None, cfg: RunConfig, guard: bool = True
 ):
     """Scan DIR (class folders or a labels file) with cfg's split settings (val share, seed,
     symlinks, split guard): the one scan a run, a K-fold run and the recipe all start from.
 
-    find_groups(root, relpaths, mode) finds the duplicate groups the split guard keeps on
-    one side (cnncli.quality.duplicates.split_groups, handed in from above: training and
-    quality are peers). The Dataset's split_guard records what the guard did (run.json).
+    The split guard (cfg.data.split_guard) keeps the duplicate groups `cnn doctor` finds
+    (quality.duplicates.split_groups) on one side of the split; guard=False skips it (K-fold
+    makes its own folds). The Dataset's split_guard records what the guard did (run.json).
     """
-    mode = cfg.data.split_guard
-    finder = None
-    if mode != "off" and find_groups is not None:
-        finder = functools.partial(find_groups, mode=mode)
+    from cnncli.quality.duplicates import split_groups
+
+    mode = cfg.data.split_guard if guard else "off"
+    finder = functools.partial(split_groups, mode=mode) if mode != "off" else None
     dataset = load_dataset(
         data_dir,
         labels,
@@ -68,8 +63,7 @@ def load_run_dataset(
         find_groups=finder,
     )
     if dataset.split_guard is None:
-        why = {} if mode == "off" else {"asked": mode, "notice": "no duplicate finder given"}
-        dataset.split_guard = {"mode": "off", **why}
+        dataset.split_guard = {"mode": "off"}
     return dataset
 
 
@@ -657,8 +651,8 @@ def find_lr(plan: RunPlan, steps: int = 100, min_lr: float = 1e-7, max_lr: float
     from cnncli.augment.ops import make_augment, resolve_ops
     from cnncli.charts.plots import plot_lr_finder
     from cnncli.data.loader import epoch_batches, gather
-    from cnncli.training.steps import make_steps
     from cnncli.training.optimizer import make_optimizer
+    from cnncli.training.steps import make_steps
 
     cfg = plan.cfg
     train, _ = load_split(plan, "train")
