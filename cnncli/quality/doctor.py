@@ -14,9 +14,6 @@ import stat
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
-from cnncli.data.decode import DecodeError, open_image
 from cnncli.data.scan import Dataset, label_name
 from cnncli.quality.doctor_report import DoctorReport, FileCheck
 from cnncli.quality.duplicates import (
@@ -29,12 +26,8 @@ from cnncli.quality.duplicates import (
 )
 from cnncli.quality.file_inspection import MIN_SIDE, Progress, inspect_files
 from cnncli.quality.near_duplicates import (
-    NearPair,
     NearRule,
-    image_features,
-    look_identical,
-    similar_pairs,
-    star_groups,
+    find_near,
 )
 
 
@@ -113,40 +106,17 @@ def _near_duplicates(
 
     One file of each group of identical files is compared (the others are the same bytes).
     """
-    copies = {b for _, b, _ in exact}
-    unique = [i for i, f in enumerate(files) if f.readable and i not in copies]
-    features = image_features(root, [files[i].path for i in unique], progress=progress)
-    same: list[Link] = [
-        (unique[a], unique[b], 0)
-        for a, b in look_identical(features)
-        if _same_pixels(root / files[unique[a]].path, root / files[unique[b]].path)
-    ]
-    # Files with the same pixels are one picture, as identical bytes are: the first stands in.
-    stand_in = {b: a for a, b, _ in same}
-    pairs = [
-        NearPair(unique[p.i], unique[p.j], p.similarity, p.detail)
-        for p in similar_pairs(features, rule)
-        if unique[p.i] not in stand_in and unique[p.j] not in stand_in
-    ]
-    groups = []
-    for rep, members in star_groups(pairs):
-        groups.append(
-            DuplicateGroup(
-                "near",
-                [items[rep]] + [items[m] for m, _ in members],
-                [None] + [(p.similarity, p.detail) for _, p in members],
-            )
+    skip = {b for _, b, _ in exact} | {i for i, f in enumerate(files) if not f.readable}
+    same, stars = find_near(root, [f.path for f in files], skip, rule, progress)
+    groups = [
+        DuplicateGroup(
+            "near",
+            [items[rep]] + [items[m] for m, _ in members],
+            [None] + [(p.similarity, p.detail) for _, p in members],
         )
-    return same, groups
-
-
-def _same_pixels(a: Path, b: Path) -> bool:
-    """Both files decode to the same pixels (full size, no drafting)."""
-    try:
-        first, second = open_image(a), open_image(b)
-    except DecodeError:
-        return False
-    return first.size == second.size and np.array_equal(np.asarray(first), np.asarray(second))
+        for rep, members in stars
+    ]
+    return [(a, b, 0) for a, b in same], groups
 
 
 def quick_check(dataset: Dataset) -> list[DuplicateGroup]:
