@@ -10,14 +10,18 @@ return (logits, probs). Dropout is absent and batch norm uses its running statis
 Multi-label models return sigmoid probabilities, and labels.json carries each label's
 decision threshold.
 
+`--int8` quantizes the checked ONNX graph (quantize.py) and writes model.int8.onnx only
+when its val accuracy is within --max-drop points of the float model's.
+
 This module builds, checks and writes; the graphs are built in export_onnx and
-export_stablehlo, checked in export_verify, and the sidecars' contents come from
-export_sidecars.
+export_stablehlo, checked in export_verify, quantized in quantize, and the sidecars'
+contents come from export_sidecars.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +37,21 @@ from cnncli.inference.export_verify import (
 )
 from cnncli.inference.exported import (
     FORMATS,
+    INT8_ONNX_FILE,
+    INT8_REPORT_FILE,
     LABELS_FILE,
+    MODEL_FILES,
     PREPROCESS_FILE,
     ExportError,
     open_onnx,
     open_stablehlo,
+)
+from cnncli.inference.quantize import (
+    Int8Check,
+    calibration_images,
+    compare_accuracy,
+    quantize_onnx,
+    refusal,
 )
 
 
@@ -50,17 +64,29 @@ class ExportResult:
     files: list[Path]
     size_bytes: int
     verification: Verification
+    int8: Int8Check | None = None  # --int8: the int8 model against the float one
 
 
 def export_bundle(
-    bundle: Bundle, fmt: str, out_dir: str | Path, check_images: list[str] | None = None
+    bundle: Bundle,
+    fmt: str,
+    out_dir: str | Path,
+    check_images: list[str] | None = None,
+    *,
+    int8: bool = False,
+    max_drop: float = 1.0,
+    progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Build the exported model, verify it against the Flax model, then write it with its sidecars.
 
-    Nothing is written when the check fails (ExportError with the figures).
+    int8 (ONNX only): quantize the verified float graph, score both on the run's val split
+    and write model.int8.onnx only when accuracy drops by at most max_drop points.
+    Nothing is written when a check fails (ExportError with the figures).
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r} (choose {' or '.join(FORMATS)})")
+    if int8 and fmt != "onnx":
+        raise ExportError(f"--int8 quantizes ONNX models; use --format onnx, not {fmt}")
     images, real, source = gather_check_images(bundle, check_images)
     shape = (*bundle.image_hw, bundle.channels)
     if fmt == "onnx":
@@ -76,19 +102,48 @@ def export_bundle(
             f"{check.max_abs_diff:.3g} (limit {check.limit:g}), same top class on "
             f"{check.argmax_agree}/{check.images} images"
         )
-    return ExportResult(fmt, *write_export(bundle, fmt, data, out_dir), len(data), check)
+    if int8:
+        return _export_int8(bundle, data, run, check, out_dir, max_drop, progress or _quiet)
+    return ExportResult(fmt, *write_export(bundle, FORMATS[fmt], data, out_dir), len(data), check)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _export_int8(bundle, float_data, float_run, check, out_dir, max_drop, progress) -> ExportResult:
+    """Quantize the checked float graph, score it against the float one, write if close."""
+    shape = (*bundle.image_hw, bundle.channels)
+    calibration = calibration_images(bundle)
+    progress(f"quantizing: calibrating on {len(calibration)} of the run's training images")
+    data = quantize_onnx(float_data, calibration)
+    int8_run = open_onnx(data, "int8 ONNX model", shape, len(bundle.classes))
+    progress("scoring the float and int8 models on the run's val split")
+    score = compare_accuracy(bundle, float_run, int8_run, max_drop, len(calibration))
+    score.float_bytes, score.int8_bytes = len(float_data), len(data)
+    if not score.passed:
+        raise refusal(score)
+    paths = write_export(
+        bundle, INT8_ONNX_FILE, data, out_dir, {INT8_REPORT_FILE: score.json_text()}
+    )
+    return ExportResult("onnx", *paths, len(data), check, score)
 
 
 def write_export(
-    bundle: Bundle, fmt: str, data: bytes, out_dir: str | Path
+    bundle: Bundle,
+    model_name: str,
+    data: bytes,
+    out_dir: str | Path,
+    extra: dict[str, str] | None = None,
 ) -> tuple[Path, list[Path]]:
-    """Write labels.json and preprocess.json, then the model file (each atomically)."""
+    """Write labels.json, preprocess.json and any extra text files, then the model file
+    (each atomically)."""
     from cnncli.atomic import atomic_write_bytes, atomic_write_text
 
     out_dir = Path(out_dir)
     labels = json.dumps(labels_json(bundle), indent=2, ensure_ascii=False) + "\n"
     spec = json.dumps(preprocess_spec(bundle), indent=2, ensure_ascii=False) + "\n"
-    _refuse_mismatched_sidecars(out_dir, fmt, labels, spec)
+    _refuse_mismatched_sidecars(out_dir, model_name, labels, spec)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -97,16 +152,19 @@ def write_export(
         ) from None
     atomic_write_text(out_dir / LABELS_FILE, labels)
     atomic_write_text(out_dir / PREPROCESS_FILE, spec)
-    model_path = out_dir / FORMATS[fmt]
+    for name, text in (extra or {}).items():
+        atomic_write_text(out_dir / name, text)
+    model_path = out_dir / model_name
     # Last, so a model file never stands without the labels and spec it needs.
     atomic_write_bytes(model_path, data)
-    return model_path, [model_path, out_dir / LABELS_FILE, out_dir / PREPROCESS_FILE]
+    files = [model_path, out_dir / LABELS_FILE, out_dir / PREPROCESS_FILE]
+    return model_path, files + [out_dir / name for name in extra or {}]
 
 
-def _refuse_mismatched_sidecars(out_dir: Path, fmt: str, labels: str, spec: str) -> None:
-    """The two formats share labels.json and preprocess.json: never re-pair another
-    model's file there with different labels."""
-    others = [out_dir / name for f, name in FORMATS.items() if f != fmt]
+def _refuse_mismatched_sidecars(out_dir: Path, model_name: str, labels: str, spec: str) -> None:
+    """The model files of one folder share labels.json and preprocess.json: never re-pair
+    another model's file there with different labels."""
+    others = [out_dir / name for name in MODEL_FILES if name != model_name]
     for other in (p for p in others if p.is_file()):
         for path, text in ((out_dir / LABELS_FILE, labels), (out_dir / PREPROCESS_FILE, spec)):
             try:

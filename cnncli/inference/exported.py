@@ -1,9 +1,10 @@
 """Exported models (ONNX, StableHLO) loaded for prediction, with neither flax nor the model code.
 
-An export folder holds model.onnx and/or model.stablehlo plus labels.json (class names in
-output order; for a multi-label model an object with the names and per-label thresholds,
-and probs are sigmoid probabilities) and preprocess.json (input size, channels, resize policy, decode rules). Both model files
-take uint8 NHWC images of shape (batch, H, W, C) with any batch size, normalise inside,
+An export folder holds model.onnx, model.stablehlo and/or model.int8.onnx (quantized, with
+its accuracy check in model.int8.json) plus labels.json (class names in output order; for a
+multi-label model an object with the names and per-label thresholds, and probs are sigmoid
+probabilities) and preprocess.json (input size, channels, resize policy, decode rules). All
+model files take uint8 NHWC images of shape (batch, H, W, C) with any batch size, normalise inside,
 and return (logits, probs). onnxruntime is imported only for .onnx files, jax only for
 .stablehlo files.
 """
@@ -26,6 +27,9 @@ STABLEHLO_FILE = "model.stablehlo"
 LABELS_FILE = "labels.json"
 PREPROCESS_FILE = "preprocess.json"
 FORMATS = {"onnx": ONNX_FILE, "stablehlo": STABLEHLO_FILE}
+INT8_ONNX_FILE = "model.int8.onnx"  # `cnn export --int8`: runs like model.onnx
+INT8_REPORT_FILE = "model.int8.json"  # its accuracy against the float model, and settings
+MODEL_FILES = (ONNX_FILE, STABLEHLO_FILE, INT8_ONNX_FILE)  # all share the folder's sidecars
 INSTALL_HINT = "pip install 'cnn[export]'"
 
 # (uint8 NHWC batch) -> (logits, probs), both float32 (batch, classes).
@@ -75,8 +79,9 @@ class ExportedModel:
 
 
 def load_model(path: str | Path) -> Bundle | ExportedModel:
-    """What `cnn predict --model` accepts: a run or model/ folder, a .onnx or .stablehlo file,
-    or an export folder (model.onnx first, model.stablehlo when onnxruntime is missing)."""
+    """What `cnn predict --model` accepts: a run or model/ folder, a .onnx (model.int8.onnx
+    too) or .stablehlo file, or an export folder (model.onnx first, model.stablehlo when
+    onnxruntime is missing, model.int8.onnx when it is the only model there)."""
     path = Path(path)
     if path.is_file():
         for fmt, name in FORMATS.items():
@@ -95,6 +100,8 @@ def load_model(path: str | Path) -> Bundle | ExportedModel:
             found.remove("onnx")
         if found:
             return load_exported(path / FORMATS[found[0]], found[0])
+        if (path / INT8_ONNX_FILE).is_file():
+            return load_exported(path / INT8_ONNX_FILE, "onnx")
     return load_bundle(path)
 
 
