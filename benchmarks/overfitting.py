@@ -59,7 +59,8 @@ def run_variant(
     from cnncli.config import AugmentConfig, RunConfig, validate
     from cnncli.inference.bundle import load_bundle
     from cnncli.inference.predict import make_classifier
-    from cnncli.training.run import execute_run, load_split, plan_new_run
+    from cnncli.training.execute import execute_run, load_split
+    from cnncli.training.run import plan_new_run
 
     cfg = RunConfig()
     cfg.data.image_size, cfg.data.channels = image_size, channels

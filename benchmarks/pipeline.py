@@ -1,6 +1,6 @@
 """What `cnn train` spends around the math: decode, batching, transfers, eval, checkpoints.
 
-Trains through the same code as `cnn train` (cnncli.training.run.execute_run, without the Rich
+Trains through the same code as `cnn train` (cnncli.training.execute.execute_run, without the Rich
 display) and, after every epoch, runs the pure step loop on the same arrays: the same
 number of train steps on batches already on the device, plus the val forward passes.
 Epochs and pure loops alternate, so a noisy machine slows both alike.
@@ -37,8 +37,8 @@ class PureLoop:
 
         from cnncli.data.loader import gather, padded_batches
         from cnncli.model.flax_module import init_weights
+        from cnncli.training.execute import load_split
         from cnncli.training.optimizer import make_optimizer
-        from cnncli.training.run import load_split
         from cnncli.training.steps import make_steps
 
         cfg = plan.cfg
@@ -121,7 +121,8 @@ class Timer:
 def bench(name: str, data_dir: Path, overrides: dict, epochs: int, work: Path) -> None:
     """Train on data_dir and print the epoch times, the pure loop and the overhead."""
     from cnncli.config import RunConfig, merge_overrides
-    from cnncli.training.run import execute_run, plan_new_run
+    from cnncli.training.execute import execute_run
+    from cnncli.training.run import plan_new_run
 
     cfg = merge_overrides(RunConfig(), {"train.epochs": epochs, **overrides})
     plan = plan_new_run(data_dir, cfg, work / name)

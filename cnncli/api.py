@@ -105,8 +105,9 @@ def train(
     """Train as `cnn train DATA_DIR` does (scan, split, recipe or --init, checkpoints, run
     folder, learning check) and return the Run. `resume` continues a run folder instead."""
     from cnncli.data.labels import LabelOptions
+    from cnncli.training.execute import execute_run
     from cnncli.training.new_run import Given, plan_run
-    from cnncli.training.run import execute_run, write_summary
+    from cnncli.training.run import write_summary
     from cnncli.training.session import run_summary, train_with_check
 
     if recipe not in ("auto", "fixed"):

@@ -283,12 +283,13 @@ def test_read_only_output_folder_is_a_clear_error(runner, photos, tmp_path):
 
 
 def test_disk_full_mid_run_is_one_line(runner, photos, tmp_path, monkeypatch):
-    import cnncli.training.run
+    import cnncli.training.execute
 
     def full(run_dir, rows):
         raise OSError(errno.ENOSPC, "No space left on device", str(run_dir / "metrics.csv"))
 
-    monkeypatch.setattr(cnncli.training.run, "write_metrics", full)
+    # the fit loop's recorder writes metrics.csv through execute's name for write_metrics
+    monkeypatch.setattr(cnncli.training.execute, "write_metrics", full)
     result = runner.invoke(
         app, ["train", str(photos), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1"]
     )

@@ -17,9 +17,9 @@ import numpy as np
 from cnncli.config import RunConfig
 from cnncli.data.stats import DatasetStats, add_header_stats
 from cnncli.model import network
+from cnncli.training.execute import fresh_state
 from cnncli.training.optimizer import make_optimizer
 from cnncli.training.recipe import apply_recipe, choose_recipe
-from cnncli.training.run import _fresh_state
 from cnncli.training.steps import make_steps
 
 SIZE, BATCH, STEPS = 32, 16, 12
@@ -54,7 +54,7 @@ def _live_share_after_training(cfg: RunConfig, images, labels) -> tuple[float, f
     and after STEPS train steps with the config's optimiser (warm-up of 4 steps)."""
     tx = make_optimizer(cfg.train, 4)
     train_step, _ = make_steps(cfg, tx, None)
-    state = jax.tree_util.tree_map(jnp.asarray, _fresh_state(cfg, 10, 4))
+    state = jax.tree_util.tree_map(jnp.asarray, fresh_state(cfg, 10, 4))
     probe = network.normalize(jnp.asarray(images[:64]), cfg.model)
 
     @jax.jit

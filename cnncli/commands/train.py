@@ -234,7 +234,8 @@ def _find_lr(data_dir, given: Given, out, console, json_out: bool, labels=None) 
 
     from rich.table import Table
 
-    from cnncli.training.run import find_lr, plan_new_run
+    from cnncli.training.lr_finder import find_lr
+    from cnncli.training.run import plan_new_run
 
     cfg, dataset, _ = configure(data_dir, given, labels)
     plan = plan_new_run(data_dir, cfg, out or None, name="find_lr", labels=labels, dataset=dataset)

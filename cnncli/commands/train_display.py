@@ -153,7 +153,7 @@ def run_with_live_table(console, plan, interrupted: str):
     """
     from cnncli.reporting.report import TrainingDisplay
     from cnncli.training.epochs import TrainingDiverged
-    from cnncli.training.run import execute_run
+    from cnncli.training.execute import execute_run
 
     display = TrainingDisplay(console, multi_label=plan.dataset.multi_label)
     try:

@@ -30,14 +30,8 @@ from typing import Any
 
 from cnncli.atomic import atomic_write_text
 from cnncli.config import RunConfig, save_toml
-from cnncli.training.run import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    RUN_FILE,
-    RunPlan,
-    execute_run,
-    plan_new_run,
-)
+from cnncli.training.execute import execute_run
+from cnncli.training.run import CONFIG_FILE, METRICS_FILE, RUN_FILE, RunPlan, plan_new_run
 from cnncli.training.timing import read_timing
 
 CANDIDATES_FILE = "candidates.csv"

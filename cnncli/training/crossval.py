@@ -195,7 +195,7 @@ def fold_probabilities(plan: RunPlan, batch_size: int = 64) -> dict[int, np.ndar
     """
     from cnncli.inference.bundle import load_bundle
     from cnncli.inference.predict import make_classifier
-    from cnncli.training.run import load_split
+    from cnncli.training.execute import load_split
 
     bundle = load_bundle(plan.run_dir / "model")
     val, _ = load_split(plan, "val")
