@@ -133,7 +133,8 @@ font-size:.9em;margin:3px 0}
 .bars li.chosen .fill{background:#1f9d55}
 .pct{text-align:right;font-variant-numeric:tabular-nums}
 .error{color:var(--bad);overflow-wrap:anywhere}
-@media (max-width:480px){.pics{flex-basis:96px}.pics img{width:96px;height:96px}}
+@media (max-width:480px){.pics{flex-basis:96px}.pics img{width:96px;height:96px}
+.bars li{grid-template-columns:minmax(0,6.5em) 1fr 3.2em;gap:6px}}
 """
 
 _SCRIPT = r"""
@@ -254,7 +255,7 @@ function showError(card, message) {
 }
 
 async function classify(files) {
-  files = files.filter((f) => f && f.size > 0);
+  files = files.filter(Boolean);
   if (!files.length || !state.model) return;
   const explain = $("gradcam").checked && state.model.explain;
   const per = explain ? 1 : state.model.server.max_images;
