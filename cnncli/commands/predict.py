@@ -14,7 +14,10 @@ from cnncli.training.xla_env import configure_xla
 def predict(
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Image files, folders (recursive) and globs.", show_default=False),
+        typer.Argument(
+            help="Image and video files, folders of images (recursive) and globs.",
+            show_default=False,
+        ),
     ],
     model: Annotated[
         Path | None,
@@ -51,9 +54,18 @@ def predict(
         bool, Opt("--tta", help="Average over the image and its horizontal flip.")
     ] = False,
     batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
+    fps: Annotated[
+        float,
+        Opt(
+            "--fps",
+            help="Video files (.mp4 .mov .avi .mkv .webm, needs cnn\\[video]): frames "
+            "classified per second of video.",
+        ),
+    ] = 1.0,
     quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
-    """Classify images with a trained model; exit 1 if some files could not be read."""
+    """Classify images (and video frames) with a trained model; exit 1 if some files could
+    not be read."""
     configure_xla()
     with handled_errors():
         from cnncli.inference.exported import load_model
@@ -68,6 +80,8 @@ def predict(
             raise fail("--threshold must be between 0 and 1")
         if top_k < 1:
             raise fail("--top-k must be >= 1")
+        if not fps > 0:
+            raise fail("--fps must be > 0")
         if model is None:
             model = newest_run()
             if model is None:
@@ -77,7 +91,7 @@ def predict(
         paths, problems = collect_inputs(inputs)
         for item, reason in problems:
             console.print(f"[red]error:[/red] {item}: {reason}")
-        preds = predict_paths(bundle, paths, batch_size=batch_size, tta=tta)
+        preds = predict_paths(bundle, paths, batch_size=batch_size, tta=tta, fps=fps)
         k = min(top_k, len(bundle.classes))
         if getattr(bundle, "multi_label", False):
             _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, sort_into)
@@ -89,7 +103,7 @@ def predict(
                 rows.append({"path": p.path, "error": p.error})
                 continue
             label, conf = label_of(p.probs, bundle.classes, threshold)
-            row = {"path": p.path, "label": label, "confidence": conf}
+            row = {**_where(p), "label": label, "confidence": conf}
             if k > 1:
                 row["top_k"] = [
                     {"label": c, "p": v} for c, v in top_k_of(p.probs, bundle.classes, k)
@@ -103,7 +117,7 @@ def predict(
             for row in rows:
                 print(json.dumps(row, ensure_ascii=False))
         else:
-            console.print(predictions_table(rows, k))
+            console.print(predictions_table(_framed(rows), k))
         if sort_into is not None:
             from cnncli.inference.predict import sort_into as copy_sorted
 
@@ -114,13 +128,30 @@ def predict(
         _exit_on_errors(console, preds, problems)
 
 
+def _where(p) -> dict:
+    """A row's path and, for a video frame, the frame's index and time in seconds."""
+    if p.frame is None:
+        return {"path": p.path}
+    return {"path": p.path, "frame": p.frame, "time": p.time}
+
+
+def _framed(rows: list[dict]) -> list[dict]:
+    """Rows for the terminal table: a video frame's path shows its time and index."""
+    return [
+        {**r, "path": f"{r['path']} @ {r['time']:.2f}s (frame {r['frame']})"} if "frame" in r else r
+        for r in rows
+    ]
+
+
 def _exit_on_errors(console, preds, problems) -> None:
     """Name the files that could not be read and exit 1, if there are any."""
     failed = sum(1 for p in preds if p.error is not None) + len(problems)
     if failed:
+        from rich.markup import escape
+
         for p in preds:
-            if p.error is not None:
-                console.print(f"[red]error:[/red] {p.path}: {p.error}")
+            if p.error is not None:  # one line however long: soft_wrap
+                console.print(f"[red]error:[/red] {escape(f'{p.path}: {p.error}')}", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -137,7 +168,7 @@ def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, so
             continue
         found = label_set(p.probs, bundle.classes, thresholds)
         probs = {c: float(v) for c, v in zip(bundle.classes, p.probs, strict=True)}
-        rows.append({"path": p.path, "labels": [c for c, _ in found], "probs": probs})
+        rows.append({**_where(p), "labels": [c for c, _ in found], "probs": probs})
     if csv_path is not None:
         _write_label_sets_csv(csv_path, rows, bundle.classes)
     if json_out:
@@ -146,7 +177,7 @@ def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, so
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     else:
-        console.print(label_sets_table(rows))
+        console.print(label_sets_table(_framed(rows)))
     if sort_into is not None:
         from cnncli.inference.predict import sort_into as copy_sorted
 
@@ -160,7 +191,7 @@ def _report_label_sets(console, bundle, preds, threshold, csv_path, json_out, so
 
 
 def _write_label_sets_csv(path: Path, rows: list[dict], classes: list[str]) -> None:
-    """path, labels (joined by ';'), p_<class> for every class, error."""
+    """path, (videos: frame, time), labels (joined by ';'), p_<class> for every class, error."""
     import csv
     import io
 
@@ -168,29 +199,35 @@ def _write_label_sets_csv(path: Path, rows: list[dict], classes: list[str]) -> N
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "labels", *(f"p_{c}" for c in classes), "error"])
+    framed = any("frame" in row for row in rows)
+    where = ["path", "frame", "time"] if framed else ["path"]
+    writer.writerow([*where, "labels", *(f"p_{c}" for c in classes), "error"])
     for row in rows:
+        cells = [row.get(name, "") for name in where]
         if "error" in row:
-            writer.writerow([row["path"], "", *([""] * len(classes)), row["error"]])
+            writer.writerow([*cells, "", *([""] * len(classes)), row["error"]])
         else:
             probs = [f"{row['probs'][c]:.6f}" for c in classes]
-            writer.writerow([row["path"], ";".join(row["labels"]), *probs, ""])
+            writer.writerow([*cells, ";".join(row["labels"]), *probs, ""])
     atomic_write_text(path, buf.getvalue())
 
 
 def _write_predictions_csv(path: Path, rows: list[dict], k: int) -> None:
+    """path, (videos: frame, time), label, confidence, (k > 1) top_k, error."""
     import csv
     import io
 
     from cnncli.atomic import atomic_write_text
 
     buf = io.StringIO()
-    fields = ["path", "label", "confidence"] + (["top_k"] if k > 1 else []) + ["error"]
+    # Video frames add their index and time (seconds) after the path.
+    where = ["path", "frame", "time"] if any("frame" in row for row in rows) else ["path"]
+    fields = [*where, "label", "confidence"] + (["top_k"] if k > 1 else []) + ["error"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         out = {
-            "path": row["path"],
+            **{name: row.get(name, "") for name in where},
             "label": row.get("label", ""),
             "confidence": row.get("confidence", ""),
             "error": row.get("error", ""),

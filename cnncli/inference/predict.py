@@ -1,5 +1,8 @@
 """Inference: load a bundle, decode with the training decode path, classify in fixed-shape batches.
 
+Video files (video.py) are classified frame by frame at a sampling rate, one Prediction
+per sampled frame.
+
 Imports jax and the pure network only: no flax, optax or orbax, so a cold start stays short.
 """
 
@@ -22,11 +25,14 @@ from cnncli.inference.bundle import Bundle
 
 @dataclass
 class Prediction:
-    """One input's outcome: probabilities over the bundle's classes, or an error."""
+    """One input's outcome: probabilities over the bundle's classes, or an error. For a
+    video, one per sampled frame, with the frame's index and time in seconds."""
 
     path: str
     probs: np.ndarray | None = None
     error: str | None = None
+    frame: int | None = None
+    time: float | None = None
 
 
 def collect_inputs(inputs: Iterable[str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -138,19 +144,28 @@ def predict_paths(
     *,
     batch_size: int = 64,
     tta: bool = False,
+    fps: float = 1.0,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Prediction]:
-    """Classify every path; undecodable files come back with `error` set, in input order."""
+    """Classify every path; undecodable files come back with `error` set, in input order.
+
+    A video file (video.VIDEO_EXTENSIONS) gives one Prediction per frame sampled at fps.
+    """
+    from cnncli.inference.video import expected_frames, is_video
+
+    videos = [p for p in paths if is_video(p)]
+    images = [p for p in paths if not is_video(p)]
+    count = len(images) + sum(expected_frames(p, fps) for p in videos)
     # A short list pads up to a power of two: fewer distinct shapes to compile (and to keep
     # in jax's compilation cache) across runs with different numbers of images.
-    batch_size = max(1, min(batch_size, 1 << max(0, len(paths) - 1).bit_length()))
+    batch_size = max(1, min(batch_size, 1 << max(0, count - 1).bit_length()))
     if hasattr(bundle, "classifier"):  # an exported model (cnncli/inference/exported.py)
         classify = bundle.classifier(batch_size, tta)
     else:
         classify = make_classifier(bundle, batch_size, tta)
     results: list[Prediction] = []
     done = 0
-    for chunk in _decoded_chunks(paths, batch_size, bundle.resize, bundle.channels):
+    for chunk in _decoded_chunks(images, batch_size, bundle.resize, bundle.channels):
         good = [(Prediction(path), image) for path, image in chunk if not isinstance(image, str)]
         results.extend(
             Prediction(path, error=image) for path, image in chunk if isinstance(image, str)
@@ -163,9 +178,25 @@ def predict_paths(
         done += len(chunk)
         if progress:
             progress(done, len(paths))
+    for path in videos:
+        results.extend(_video_predictions(bundle, path, classify, batch_size, fps))
+        done += 1
+        if progress:
+            progress(done, len(paths))
     order = {p: i for i, p in enumerate(paths)}
-    results.sort(key=lambda r: order[r.path])
+    results.sort(key=lambda r: order[r.path])  # stable: a video's frames stay in order
     return results
+
+
+def _video_predictions(bundle, path: str, classify, batch_size: int, fps: float):
+    """One Prediction per sampled frame, or one with the error for the whole file."""
+    from cnncli.inference.video import VideoError, classify_video
+
+    try:
+        frames = classify_video(path, classify, batch_size, fps, bundle.resize, bundle.channels)
+    except VideoError as exc:
+        return [Prediction(path, error=exc.reason)]
+    return [Prediction(path, probs, frame=f.index, time=f.time) for f, probs in frames]
 
 
 DECODE_THREADS = 2  # background decode threads of predict_paths (at most one per core)
@@ -233,8 +264,9 @@ def sort_into(
 ) -> list[tuple[str, str]]:
     """Copy each predicted image into out_dir/<label>/ (never move, never overwrite).
 
-    A list of labels (multi-label) copies the image into each of their folders. Returns
-    (source, destination) pairs. Class names are sanitised so none can write outside out_dir.
+    A list of labels (multi-label) copies the image into each of their folders; video frames
+    are skipped. Returns (source, destination) pairs. Class names are sanitised so none can
+    write outside out_dir.
     """
     import shutil
 
@@ -249,7 +281,7 @@ def sort_into(
         for name in ([label] if isinstance(label, str) else label)
     ]
     for pred, label in pairs:
-        if pred.error is not None:
+        if pred.error is not None or pred.frame is not None:  # video frames are not files
             continue
         folder = child_path(out_dir, label)
         folder.mkdir(exist_ok=True)
