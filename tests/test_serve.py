@@ -571,3 +571,27 @@ def test_page_in_headless_chromium(server, samples, tmp_path):
         assert browser.js("document.documentElement.scrollWidth") <= 390  # no sideways scroll
     finally:
         browser.close()
+
+
+def test_batcher_runs_what_waits_together_in_compiled_sizes_without_padding():
+    """Images queued while a batch runs form the next one, cut into compiled sizes
+    (10 waiting -> 8 then 2), each image's own row coming back to its future."""
+    from cnncli.serving.batcher import Batcher
+
+    release, sizes = threading.Event(), []
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        release.wait(10)  # the first batch blocks until the rest are queued
+        sizes.append(len(batch))
+        return batch[:, :1] * 2.0
+
+    batcher = Batcher(run, (1, 2, 4, 8))
+    batcher.start()
+    futures = batcher.submit([np.full((1,), 0.0)])
+    time.sleep(0.2)  # the worker is inside the first batch now
+    futures += batcher.submit([np.full((1,), float(i)) for i in range(1, 11)])
+    release.set()
+    assert [f.result(10)[0] for f in futures] == [2.0 * i for i in range(11)]
+    batcher.stop()
+    assert sizes == [1, 8, 2]
+    assert (batcher.stats.batches, batcher.stats.images, batcher.stats.largest) == (3, 11, 8)

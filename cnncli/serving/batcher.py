@@ -1,9 +1,11 @@
 """Dynamic batching: images from requests that arrive together run as one compiled batch.
 
-One worker thread owns the model. It takes the first waiting image, then every other image
-already queued (up to the largest compiled batch), and runs them at once. No timer holds a
-lone request back: while one batch runs, the requests arriving meanwhile queue up and form
-the next, so batches grow with the load and a single client waits for nobody.
+One worker thread owns the model. It takes every image already queued (up to the largest
+compiled batch size) and runs the largest compiled batch size they fill; the rest go first
+in the next batch. No timer holds a lone request back: while one batch runs, the requests
+arriving meanwhile queue up and form the next, so batches grow with the load and a single
+client waits for nobody. Batches are never padded: 9 waiting images run as 8, then 1, not
+as 16 (padding would spend a slow model's time on blank images).
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ class BatchStats:
 
 
 class Batcher:
-    """Queue images, run them in batches of up to max_batch on one worker thread."""
+    """Queue images, run them on one worker thread in batches of the given sizes."""
 
-    def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch: int) -> None:
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], sizes: tuple[int, ...]) -> None:
         self._run = run
-        self._max_batch = max_batch
+        self._sizes = sorted(sizes)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name="cnn-batcher", daemon=True)
         self.stats = BatchStats()
@@ -54,23 +56,26 @@ class Batcher:
         return futures
 
     def _work(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            items, stop = [first], False
-            while len(items) < self._max_batch:
+        waiting: list = []
+        stopping = False
+        while waiting or not stopping:
+            if not waiting:
+                item = self._queue.get()
+                if item is None:
+                    return
+                waiting.append(item)
+            while not stopping and len(waiting) < self._sizes[-1]:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
-                    stop = True
-                    break
-                items.append(item)
-            self._run_batch(items)
-            if stop:
-                return
+                    stopping = True
+                else:
+                    waiting.append(item)
+            take = max(size for size in self._sizes if size <= len(waiting))
+            self._run_batch(waiting[:take])
+            waiting = waiting[take:]
 
     def _run_batch(self, items: list[tuple[np.ndarray, Future]]) -> None:
         # A future whose request went away (client gone, server stopping) is skipped.

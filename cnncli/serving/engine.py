@@ -35,12 +35,8 @@ class ServedModel:
         """A run's bundle (Grad-CAM works), not an exported file."""
         return isinstance(self.model, Bundle)
 
-    @property
-    def max_batch(self) -> int:
-        return self.batch_sizes[-1]
-
     def classify(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (n, H, W, C) with n <= max_batch -> probabilities (n, classes)."""
+        """uint8 (n, H, W, C), n at most the largest batch size -> probabilities (n, classes)."""
         size = next(b for b in self.batch_sizes if b >= len(images))
         return self.classifiers[size](images)
 

@@ -62,7 +62,7 @@ def serve(
     sock = bind(options.host, options.port)
     try:
         served = compile_served(model, options.max_batch, on_compile)
-        batcher = Batcher(served.classify, served.max_batch)
+        batcher = Batcher(served.classify, served.batch_sizes)
         settings = Settings(
             max_upload_bytes=int(options.max_upload_mb * 1024 * 1024),
             max_images=options.max_images,
