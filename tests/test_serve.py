@@ -595,3 +595,21 @@ def test_batcher_runs_what_waits_together_in_compiled_sizes_without_padding():
     batcher.stop()
     assert sizes == [1, 8, 2]
     assert (batcher.stats.batches, batcher.stats.images, batcher.stats.largest) == (3, 11, 8)
+
+
+def test_multi_label_answer_has_the_label_set_with_stored_thresholds():
+    """A multi-label model answers its label set (each label at or above its own stored
+    threshold, most probable first) with the thresholds, not one label."""
+    from types import SimpleNamespace
+
+    from cnncli.serving.engine import ServedModel
+
+    model = SimpleNamespace(
+        classes=["red", "green", "blue"], multi_label=True, thresholds=[0.5, 0.5, 0.7]
+    )
+    served = ServedModel(model, (1,), {})
+    answer = served.result(np.array([0.6, 0.2, 0.65], np.float32), k=2)
+    assert answer["labels"] == ["red"]  # blue's 0.65 is under its 0.7
+    assert answer["label_set"] == [{"label": "red", "p": pytest.approx(0.6), "threshold": 0.5}]
+    assert [t["label"] for t in answer["top_k"]] == ["blue", "red"]
+    assert "label" not in answer and set(answer["probs"]) == {"red", "green", "blue"}
