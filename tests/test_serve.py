@@ -613,3 +613,25 @@ def test_multi_label_answer_has_the_label_set_with_stored_thresholds():
     assert answer["label_set"] == [{"label": "red", "p": pytest.approx(0.6), "threshold": 0.5}]
     assert [t["label"] for t in answer["top_k"]] == ["blue", "red"]
     assert "label" not in answer and set(answer["probs"]) == {"red", "green", "blue"}
+
+
+def test_uploads_decode_exactly_like_files(tmp_path):
+    """decode_upload (bytes in memory) gives decode_image's pixels for every odd image, and
+    refuses what it refuses (truncated, not an image, bombs), for each resize policy."""
+    from cnncli.data.decode import DecodeError, Resize, decode_image
+    from cnncli.serving.upload import UploadDecodeError, decode_upload
+
+    cases = make_odd_images(tmp_path)
+    for resize in (Resize(16, 16), Resize(20, 12, "pad"), Resize(9, 9, "squish")):
+        for channels in (1, 3):
+            for name, want in cases.items():
+                path = tmp_path / name
+                if want == "skip":
+                    with pytest.raises(DecodeError):
+                        decode_image(path, resize, channels)
+                    with pytest.raises(UploadDecodeError):
+                        decode_upload(path.read_bytes(), resize, channels)
+                    continue
+                expected = decode_image(path, resize, channels)
+                got = decode_upload(path.read_bytes(), resize, channels)
+                assert np.array_equal(got, expected), (name, resize, channels)
