@@ -73,3 +73,39 @@ def test_a_run_written_before_the_move_still_loads(tmp_path):
         expected["red/000.png"][0],
         round(expected["red/000.png"][1], 5),
     )
+
+
+def test_no_module_imports_itself_back():
+    """No import loop anywhere in cnncli, also inside a room (the layers contract only sees
+    loops between rooms): no strongly connected group of two or more modules in grimp's
+    graph of every import, function-level ones included."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("cnncli", cache_dir=None)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    loops: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.find_modules_directly_imported_by(v):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                loops.append(sorted(group))
+
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    assert loops == [], loops

@@ -13,8 +13,8 @@ import pytest
 from cnncli.config import ModelConfig
 from cnncli.model import lite, lite_spec, network
 from cnncli.model.pretrained.lite_weights import LITE0, load_packaged, package_name, timm_name
+from cnncli.model.pretrained.state_dict import WeightsError
 from cnncli.model.pretrained.torch_legacy import package_weights_file
-from cnncli.model.pretrained.weights import WeightsError
 from tests.lite_reference import REFERENCE, SIZES, reference_inputs
 
 ROOT = Path(__file__).resolve().parents[1]

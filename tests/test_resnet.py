@@ -13,7 +13,8 @@ from safetensors.numpy import save_file
 
 from cnncli.config import ModelConfig
 from cnncli.model import network
-from cnncli.model.pretrained.weights import WeightsError, load_resnet
+from cnncli.model.pretrained.state_dict import WeightsError
+from cnncli.model.pretrained.weights import load_resnet
 from cnncli.model.resnet_spec import layer_table, param_shapes
 from tests.resnet_reference import ARCHS, REFERENCE, SIZES, reference_inputs, timm_state
 

@@ -8,8 +8,9 @@ import pytest
 
 from cnncli.config import ConfigError, ConvBlock, ModelConfig
 from cnncli.model import layers, network
+from cnncli.model.conv_arithmetic import conv_out
 from cnncli.model.flax_module import init_weights
-from cnncli.model.shapes import conv_out, layer_table, param_shapes
+from cnncli.model.shapes import layer_table, param_shapes
 
 
 @pytest.mark.parametrize(

@@ -229,7 +229,7 @@ def test_small_images_fall_back_to_exact_with_a_notice(tmp_path):
 
 
 def test_missing_weights_fall_back_to_exact_with_a_notice(plain_set, monkeypatch):
-    from cnncli.model.pretrained.weights import WeightsError
+    from cnncli.model.pretrained.state_dict import WeightsError
     from cnncli.quality import near_duplicates
 
     def absent():

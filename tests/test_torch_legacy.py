@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnncli.model.pretrained.state_dict import WeightsError
 from cnncli.model.pretrained.torch_legacy import (
     LITE0_FILE,
     LITE0_PACKAGE,
@@ -22,7 +23,6 @@ from cnncli.model.pretrained.torch_legacy import (
     package_weights_file,
     read_legacy_state_dict,
 )
-from cnncli.model.pretrained.weights import WeightsError
 
 # ---- a hand-written pickle emitter: enough opcodes to write what _legacy_save writes ----
 

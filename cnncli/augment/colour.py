@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:
-    from cnncli.augment.ops import Params  # name -> (B,) array, from ops.sample_params
+from cnncli.augment.geometry import Params
 
 
 def per_sample(v: jax.Array) -> jax.Array:

@@ -3,13 +3,10 @@ per sample and one bilinear resample with a fill mode; pure, batched JAX."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import jax
 import jax.numpy as jnp
 
-if TYPE_CHECKING:
-    from cnncli.augment.ops import Params  # name -> (B,) array, from ops.sample_params
+Params = dict[str, jax.Array]  # name -> (B,) array, as ops.sample_params draws them
 
 
 def affine_map(params: Params, hw: jax.Array) -> jax.Array:

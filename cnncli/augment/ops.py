@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from cnncli.augment.colour import add_noise, adjust_contrast, erase_box, per_sample, to_gray
-from cnncli.augment.geometry import affine_map, warp
+from cnncli.augment.geometry import Params, affine_map, warp
 
 OP_NAMES: tuple[str, ...] = (
     "flip",
@@ -120,8 +120,6 @@ PRESETS: dict[str, dict[str, float]] = {
         "noise": 6.0,
     },
 }
-
-Params = dict[str, jax.Array]
 
 
 # ---------------------------------------------------------------- pipelines as data

@@ -88,7 +88,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from cnncli.config import ConfigError
     from cnncli.data.scan import DatasetError
     from cnncli.inference.bundle import BundleError
-    from cnncli.model.pretrained.weights import WeightsError
+    from cnncli.model.pretrained.state_dict import WeightsError
 
     return (ConfigError, DatasetError, BundleError, WeightsError, FileNotFoundError)
 

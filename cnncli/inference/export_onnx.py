@@ -47,7 +47,7 @@ class _Graph:
 
     def conv(self, x: str, params: dict, layer: str, stride: int, padding, group: int = 1) -> str:
         """A conv; padding as layers.conv2d takes it, or ((top, bottom), (left, right))."""
-        from cnncli.model.shapes import conv_padding
+        from cnncli.model.conv_arithmetic import conv_padding
 
         kernel = params[f"{layer}/kernel"]  # HWIO -> ONNX's OIHW
         if isinstance(padding, tuple):

@@ -12,7 +12,7 @@ from functools import partial, reduce
 import jax
 import jax.numpy as jnp
 
-from cnncli.model.shapes import conv_out, conv_padding
+from cnncli.model.conv_arithmetic import conv_out, conv_padding
 
 BN_MOMENTUM = 0.9
 BN_EPS = 1e-5

@@ -180,7 +180,7 @@ def _formula(size: int, k: int, pad: tuple[int, int], s: int, out: int) -> str:
 def layer_table(name: str, height: int, width: int, channels: int, num_classes: int):
     """Shapes, parameters and MACs per layer with (W - F + 2P)/S + 1 on every conv (2P written
     as the two sides of TF 'SAME' padding); raises ConfigError naming a layer under 1 pixel."""
-    from cnncli.model.shapes import LayerRow
+    from cnncli.model.conv_arithmetic import LayerRow
 
     if height < 32 or width < 32:
         raise ConfigError(f"{name} needs --image-size of at least 32, got {height}x{width}")

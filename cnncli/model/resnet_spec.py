@@ -145,7 +145,7 @@ def param_shapes(
 def layer_table(name: str, height: int, width: int, channels: int, num_classes: int):
     """Shapes, parameters and MACs per layer, the (W - F + 2P)/S + 1 arithmetic on each conv
     and the stem's pool; raises ConfigError naming the first layer under 1 pixel."""
-    from cnncli.model.shapes import LayerRow, conv_out, formula
+    from cnncli.model.conv_arithmetic import LayerRow, conv_out, formula
 
     arch = arch_of(name)
     rows: list[LayerRow] = []

@@ -2,46 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from cnncli.config import ConfigError, ConvBlock, ModelConfig, size_hw
+from cnncli.model.conv_arithmetic import LayerRow, conv_out, conv_padding, formula
 
 # An input size: N (N x N) or (height, width).
 ImageSize = int | tuple[int, int] | list[int]
-
-
-@dataclass
-class LayerRow:
-    """One row of the shape table."""
-
-    name: str
-    kind: str  # conv | bn | relu | pool | flatten | gap | dense | dropout | logits
-    out_shape: tuple[int, ...]  # (H, W, C) or (features,)
-    params: int = 0
-    macs: int = 0
-    formula: str = ""
-    # The input this layer reads when it is not the previous row's output (a shortcut's).
-    in_shape: tuple[int, ...] | None = None
-
-
-def conv_padding(padding: str | int, kernel: int) -> tuple[int, int]:
-    """Pixels of zero padding (before, after) for a conv; 'same' pads so that S=1 keeps W."""
-    if padding == "valid":
-        return 0, 0
-    if padding == "same":
-        total = kernel - 1
-        return total // 2, total - total // 2
-    return int(padding), int(padding)
-
-
-def conv_out(size: int, kernel: int, stride: int, pad_total: int) -> int:
-    """floor((W - F + 2P) / S) + 1 with 2P given as the total padding."""
-    return (size - kernel + pad_total) // stride + 1
-
-
-def formula(w: int, f: int, p_total: int, s: int, out: int) -> str:
-    p = f"{p_total / 2:g}" if p_total % 2 else str(p_total // 2)
-    return f"({w} - {f} + 2*{p}) / {s} + 1 = {out}"
 
 
 def _residual_rows(n: int, block: ConvBlock, h: int, w: int, c_in: int) -> list[LayerRow]:

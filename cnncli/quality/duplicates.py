@@ -222,7 +222,7 @@ def split_groups(
     stars: list = []
     notice = _near_unusable(root, relpaths) if mode == "near" else None
     if mode == "near" and notice is None:
-        from cnncli.model.pretrained.weights import WeightsError
+        from cnncli.model.pretrained.state_dict import WeightsError
         from cnncli.quality.near_duplicates import find_near
 
         try:

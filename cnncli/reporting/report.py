@@ -89,7 +89,7 @@ def block_rows(rows):
     """A backbone's layer rows folded to one row per block (ResNet layerN.i, Lite blocks.s.i):
     its output, summed params and MACs, and the arithmetic of its strided conv; other rows
     (stem, head, pooling, logits) as they are. `cnn summary` shows every layer."""
-    from cnncli.model.shapes import LayerRow
+    from cnncli.model.conv_arithmetic import LayerRow
 
     out: list = []
     for r in rows:

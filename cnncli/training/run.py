@@ -25,7 +25,8 @@ from cnncli.data.scan import (
     read_manifest,
     write_manifest,
 )
-from cnncli.model.shapes import LayerRow, layer_table
+from cnncli.model.conv_arithmetic import LayerRow
+from cnncli.model.shapes import layer_table
 from cnncli.run_files import (
     ATTEMPTS_FILE,
     CONFIG_FILE,

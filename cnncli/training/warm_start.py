@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cnncli.model.pretrained.weights import WeightsError
+from cnncli.model.pretrained.state_dict import WeightsError
 
 # A pretrained backbone on a CPU trains at 160 px (ResNet-18 fine-tunes ~35 img/s at 128,
 # ~14 at 160, ~6 at 224 on 2 cores); with an accelerator at the backbone's own size.

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from cnncli.model.pretrained.registry import PRETRAINED, Pretrained
-from cnncli.model.pretrained.weights import WeightsError
+from cnncli.model.pretrained.state_dict import WeightsError
 
 
 def copy_in_hint(spec: Pretrained) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cnncli.model.lite_spec import blocks, param_shapes
-from cnncli.model.pretrained.weights import (
+from cnncli.model.pretrained.state_dict import (
     HEAD,
     TORCH_LEAF,
     LoadedWeights,

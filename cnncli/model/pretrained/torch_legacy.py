@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from cnncli.model.pretrained.weights import WeightsError
+from cnncli.model.pretrained.state_dict import WeightsError
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
