@@ -338,6 +338,12 @@ def _run_training(
             f"{len(outcome.skipped)} file(s) skipped; model and per-label thresholds saved to "
             f"[bold]{plan.run_dir / 'model'}[/bold]"
         )
+    elif not outcome.finished_before and not outcome.val_size:
+        console.print(
+            f"[yellow]no validation images[/yellow] (no accuracy to report); model/ holds "
+            f"epoch {outcome.best_epoch}; {len(outcome.skipped)} file(s) skipped; model saved "
+            f"to [bold]{plan.run_dir / 'model'}[/bold]"
+        )
     elif not outcome.finished_before:
         console.print(
             f"best val acc {100 * outcome.best_val_acc:.1f}% at epoch {outcome.best_epoch}; "
