@@ -11,6 +11,7 @@ from cnncli.commands.common import (
     LabelDelimiterOpt,
     LabelsOpt,
     Opt,
+    QuietOpt,
     fail,
     handled_errors,
     label_options,
@@ -55,7 +56,7 @@ def augment_command(
         Path | None,
         Opt("--preview", help="Also write a PNG grid of originals beside augmented versions."),
     ] = None,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
     labels_file: LabelsOpt = None,
     label_delimiter: LabelDelimiterOpt = ";",
 ) -> None:

@@ -15,6 +15,10 @@ Opt = typer.Option
 
 
 # The label-source flags, shared by every command that reads a data folder.
+# Flags several commands share, declared once.
+QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")]
+TtaOpt = Annotated[bool, Opt("--tta", help="Average over the image and its horizontal flip.")]
+BatchOpt = Annotated[int, Opt("--batch-size", help="Images per batch.")]
 LabelsOpt = Annotated[
     Path | None,
     Opt(

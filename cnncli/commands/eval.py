@@ -8,9 +8,12 @@ from typing import Annotated
 import typer
 
 from cnncli.commands.common import (
+    BatchOpt,
     LabelDelimiterOpt,
     LabelsOpt,
     Opt,
+    QuietOpt,
+    TtaOpt,
     fail,
     handled_errors,
     label_options,
@@ -39,13 +42,10 @@ def eval_(
             help="Folder for metrics.json, misclassified.csv, confusion_matrix.png (default: RUN/eval).",
         ),
     ] = None,
-    batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
-    tta: Annotated[
-        bool,
-        Opt("--tta", help="Average over the image and its horizontal flip (as predict --tta)."),
-    ] = False,
+    batch_size: BatchOpt = 64,
+    tta: TtaOpt = False,
     json_out: Annotated[bool, Opt("--json", help="Print the metrics as JSON on stdout.")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
     labels_file: LabelsOpt = None,
     label_delimiter: LabelDelimiterOpt = ";",
 ) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import Opt, QuietOpt, fail, handled_errors
 
 FILTERS_PNG = "filters.png"
 FEATURE_MAPS_PNG = "feature_maps.png"
@@ -45,7 +45,7 @@ def explain(
     json_out: Annotated[
         bool, Opt("--json", help="Print the prediction and file paths as JSON on stdout.")
     ] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Draw the first layer's filters, each conv layer's feature maps and a Grad-CAM heatmap."""
     with handled_errors():

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import Opt, QuietOpt, fail, handled_errors
 
 
 def export(
@@ -40,7 +40,7 @@ def export(
         ),
     ] = 1.0,
     json_out: Annotated[bool, Opt("--json", help="Print a JSON summary on stdout.")] = False,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Export a model for onnxruntime or jax.export; refuses one that differs from the Flax model.
 

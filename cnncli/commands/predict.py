@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import BatchOpt, Opt, QuietOpt, TtaOpt, fail, handled_errors
 from cnncli.training.xla_env import configure_xla
 
 
@@ -50,10 +50,8 @@ def predict(
             "folder; never moves or overwrites).",
         ),
     ] = None,
-    tta: Annotated[
-        bool, Opt("--tta", help="Average over the image and its horizontal flip.")
-    ] = False,
-    batch_size: Annotated[int, Opt("--batch-size", help="Images per batch.")] = 64,
+    tta: TtaOpt = False,
+    batch_size: BatchOpt = 64,
     fps: Annotated[
         float,
         Opt(
@@ -62,7 +60,7 @@ def predict(
             "classified per second of video.",
         ),
     ] = 1.0,
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Classify images (and video frames) with a trained model; exit 1 if some files could
     not be read."""

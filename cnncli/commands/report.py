@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cnncli.commands.common import Opt, fail, handled_errors
+from cnncli.commands.common import QuietOpt, fail, handled_errors
 from cnncli.training.xla_env import configure_xla
 
 
 def report(
     run: Annotated[Path, typer.Argument(help="A run folder (runs/train).", show_default=False)],
-    quiet: Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write RUN/report.html: command and config, data, layers, curves, confusion matrix,
     per-class metrics, galleries of mistakes, augmentation samples, Grad-CAM, timing.

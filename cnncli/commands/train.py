@@ -10,6 +10,7 @@ from cnncli.commands.common import (
     LabelDelimiterOpt,
     LabelsOpt,
     MultiLabelOpt,
+    QuietOpt,
     fail,
     handled_errors,
     image_size_option,
@@ -97,7 +98,7 @@ def train(
     freeze_bn: opt.FreezeBnOpt = None,
     tune_blocks: opt.TuneBlocksOpt = None,
     find_lr: opt.FindLrOpt = False,
-    quiet: opt.QuietOpt = False,
+    quiet: QuietOpt = False,
     json_out: opt.JsonOpt = False,
 ) -> None:
     """Train a CNN on DIR/<class>/*.jpg (or DIR/train + DIR/val, or labels from --labels).

@@ -321,7 +321,6 @@ FindLrOpt = Annotated[
         help="Run a learning-rate range test instead of training; plots and suggests an lr.",
     ),
 ]
-QuietOpt = Annotated[bool, Opt("--quiet", "-q", help="Print nothing but errors.")]
 JsonOpt = Annotated[
     bool, Opt("--json", help="Print a JSON summary on stdout (progress goes to stderr).")
 ]
