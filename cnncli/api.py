@@ -157,6 +157,8 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # multi-label models: the label set
     error: str = ""
+    frame: int | None = None  # a video's rows: the sampled frame's index and time (s)
+    time: float | None = None
 
 
 @dataclass
@@ -198,7 +200,8 @@ class Model:
         tta: bool = False,
     ) -> list[Prediction]:
         """Classify image files, folders, globs, or uint8 arrays (H, W[, C]), which are resized
-        exactly as files are. One Prediction per image, in order."""
+        exactly as files are. One Prediction per image, in order; a video file (with the
+        `video` extra) gives one per frame sampled at 1 fps, with its frame and time."""
         from cnncli.inference.predict import collect_inputs, predict_paths
 
         if isinstance(images, (str, Path, np.ndarray)):
@@ -208,10 +211,11 @@ class Model:
         paths, problems = collect_inputs([str(x) for x in items if not isinstance(x, np.ndarray)])
         if problems:
             raise FileNotFoundError(f"{problems[0][0]}: {problems[0][1]}")
-        out = [
-            self._result(p.path, p.probs, p.error, top_k)
-            for p in predict_paths(self.bundle, paths, batch_size=batch_size, tta=tta)
-        ]
+        out = []
+        for p in predict_paths(self.bundle, paths, batch_size=batch_size, tta=tta):
+            result = self._result(p.path, p.probs, p.error, top_k)
+            result.frame, result.time = p.frame, p.time
+            out.append(result)
         if arrays:
             probs = self._classify_arrays([x for _, x in arrays], batch_size, tta)
             done = [

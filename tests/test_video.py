@@ -136,3 +136,14 @@ def test_without_pyav_the_error_names_the_file_and_the_extra(
     assert len(errors) == 1 and str(clip) in errors[0]
     assert "pip install 'cnn[video]'" in errors[0] and "Traceback" not in result.output
     assert rows[1]["label"] == "red"
+
+
+def test_the_python_api_gives_frame_and_time_too(runner, trained, clip):
+    """api.load(RUN).predict(clip): the rows `cnn predict --json` prints, frame and time kept."""
+    from cnncli import api
+
+    _, rows = _predict(runner, trained, [clip])
+    got = api.load(trained).predict(clip)
+    assert [(p.frame, p.time, p.label) for p in got] == [
+        (r["frame"], r["time"], r["label"]) for r in rows
+    ]
