@@ -113,52 +113,60 @@ def execute_run(plan: RunPlan, callbacks=None, decode_progress=None) -> RunOutco
         raise
     if timer is not None:
         timer.decoded(time.perf_counter() - decode_started, len(train) + len(val))
-    if len(train) == 0:
-        raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
-
-    ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
-    augment_fn = make_augment(ops) if ops else None
     samples = None
-    if latest is None and rank == 0:
-        # Drawn while the train step compiles and runs (matplotlib takes a second or more).
-        samples = _Background(
-            write_samples, run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed
-        )
-    backbone = head_fn = None
-    if init is not None:
-        from cnncli.training.finetune import prepare
+    try:
+        if len(train) == 0:
+            raise DatasetError(f"{plan.dataset.root}: none of the training images could be decoded")
 
-        start = prepare(cfg, init, state, latest is not None, classes, train, val, callbacks)
-        state, train, val, backbone = start.state, start.train, start.val, start.backbone
-        head_fn = start.head
-        if cfg.train.freeze or cfg.train.tune_blocks:
-            augment_fn = None  # features are computed once, from the plain images
-
-    def save_best(host_state, row, thresholds=None):
-        extra = {"epoch": row.epoch, "val_acc": row.val_acc}
-        if init is not None:
-            extra["init"] = init.as_dict()
-        params, stats = host_state["params"], host_state["stats"]
-        if backbone is not None:  # --freeze, --tune-blocks: the frozen part, then the trained
-            params, stats = {**backbone[0], **params}, {**backbone[1], **stats}
-        if plan.dataset.multi_label:
-            extra.update(
-                val_map=row.val_map,
-                multi_label=True,
-                thresholds=thresholds or [0.5] * len(classes),
+        ops = resolve_ops(cfg.augment.preset, cfg.augment.ops)
+        augment_fn = make_augment(ops) if ops else None
+        if latest is None and rank == 0:
+            # Drawn while the train step compiles and runs (matplotlib takes a second or more).
+            samples = _Background(
+                write_samples, run_dir / "samples.png", train, classes, augment_fn, cfg.train.seed
             )
-        save_bundle(run_dir / "model", cfg, classes, params, stats, extra)
+        backbone = head_fn = None
+        if init is not None:
+            from cnncli.training.finetune import prepare
 
-    recorder = (
-        _MetricsRecorder(run_dir, callbacks or Callbacks(), history, timer, samples)
-        if rank == 0
-        else callbacks or Callbacks()
-    )
-    tensorboard = None
-    if rank == 0 and cfg.log.tensorboard:
-        from cnncli.training.tblog import TensorBoardCallbacks
+            start = prepare(cfg, init, state, latest is not None, classes, train, val, callbacks)
+            state, train, val, backbone = start.state, start.train, start.val, start.backbone
+            head_fn = start.head
+            if cfg.train.freeze or cfg.train.tune_blocks:
+                augment_fn = None  # features are computed once, from the plain images
 
-        tensorboard = recorder = TensorBoardCallbacks(run_dir, cfg, recorder)
+        def save_best(host_state, row, thresholds=None):
+            extra = {"epoch": row.epoch, "val_acc": row.val_acc}
+            if init is not None:
+                extra["init"] = init.as_dict()
+            params, stats = host_state["params"], host_state["stats"]
+            if backbone is not None:  # --freeze, --tune-blocks: the frozen part, then the trained
+                params, stats = {**backbone[0], **params}, {**backbone[1], **stats}
+            if plan.dataset.multi_label:
+                extra.update(
+                    val_map=row.val_map,
+                    multi_label=True,
+                    thresholds=thresholds or [0.5] * len(classes),
+                )
+            save_bundle(run_dir / "model", cfg, classes, params, stats, extra)
+
+        recorder = (
+            _MetricsRecorder(run_dir, callbacks or Callbacks(), history, timer, samples)
+            if rank == 0
+            else callbacks or Callbacks()
+        )
+        tensorboard = None
+        if rank == 0 and cfg.log.tensorboard:
+            from cnncli.training.tblog import TensorBoardCallbacks
+
+            tensorboard = recorder = TensorBoardCallbacks(run_dir, cfg, recorder)
+    except BaseException:  # bad weights, no decodable image, Ctrl-C: nothing runs on
+        checkpoints.close()  # orbax's threads and the samples drawing end first
+        if samples is not None:
+            samples.thread.join()
+        if timer is not None:
+            timer.finish()
+        raise
     result = None
     try:
         result = fit(
