@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cnncli.config import ConfigError
+from cnncli.training.epochs import Callbacks
 
 _SECTIONS = ("data", "model", "train", "augment", "log")
 
@@ -65,25 +66,15 @@ class Run:
         return load(self.model_dir)
 
 
-class _EpochCallback:
+class _EpochCallback(Callbacks):
     """Training callbacks that hand each finished epoch's row to `on_epoch` (a dict)."""
 
     def __init__(self, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
         self.on_epoch = on_epoch
 
-    def on_setup(self, text: str) -> None: ...
-    def on_decode(self, done: int, total: int) -> None: ...
-    def on_epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
-    def on_step(self, step: int, steps: int, loss: float, images_per_s: float) -> None: ...
-    def on_not_learning(self, line: str) -> None: ...
-
     def on_epoch_end(self, row, seconds: float, improved: bool) -> None:
         if self.on_epoch is not None:
-            values = row if isinstance(row, dict) else vars(row)
-            self.on_epoch({**values, "seconds": seconds, "improved": improved})
-
-    def __getattr__(self, name: str):  # hooks added later are no-ops here
-        return lambda *args, **kwargs: None
+            self.on_epoch({**row.as_dict(), "seconds": seconds, "improved": improved})
 
 
 def train(
@@ -229,7 +220,7 @@ class Model:
         from PIL import Image
 
         from cnncli.data.decode import decode_array
-        from cnncli.inference.predict import make_classifier
+        from cnncli.inference.predict import classifier_of
 
         images = [
             decode_array(
@@ -237,10 +228,7 @@ class Model:
             )
             for a in arrays
         ]
-        if hasattr(self.bundle, "classifier"):
-            classify = self.bundle.classifier(batch_size, tta)
-        else:
-            classify = make_classifier(self.bundle, batch_size, tta)
+        classify = classifier_of(self.bundle, batch_size, tta)
         probs = []
         for start in range(0, len(images), batch_size):
             probs.extend(classify(np.stack(images[start : start + batch_size])))

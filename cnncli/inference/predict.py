@@ -138,6 +138,14 @@ def _gc_paused():
             gc.enable()
 
 
+def classifier_of(bundle, batch_size: int, tta: bool = False):
+    """uint8 batch -> probabilities for a bundle (make_classifier) or an exported model
+    (cnncli/inference/exported.py, its own classifier)."""
+    if hasattr(bundle, "classifier"):
+        return bundle.classifier(batch_size, tta)
+    return make_classifier(bundle, batch_size, tta)
+
+
 def predict_paths(
     bundle: Bundle,
     paths: list[str],
@@ -159,10 +167,7 @@ def predict_paths(
     # A short list pads up to a power of two: fewer distinct shapes to compile (and to keep
     # in jax's compilation cache) across runs with different numbers of images.
     batch_size = max(1, min(batch_size, 1 << max(0, count - 1).bit_length()))
-    if hasattr(bundle, "classifier"):  # an exported model (cnncli/inference/exported.py)
-        classify = bundle.classifier(batch_size, tta)
-    else:
-        classify = make_classifier(bundle, batch_size, tta)
+    classify = classifier_of(bundle, batch_size, tta)
     results: list[Prediction] = []
     done = 0
     for chunk in _decoded_chunks(images, batch_size, bundle.resize, bundle.channels):

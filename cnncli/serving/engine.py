@@ -79,16 +79,13 @@ def compile_served(
     Each one runs once on a blank batch, so the first request pays no compile or first-call
     cost. progress(done, total) after each batch size.
     """
+    from cnncli.inference.predict import classifier_of
+
     sizes = batch_sizes_up_to(max_batch)
     start = time.perf_counter()
     classifiers = {}
     for done, size in enumerate(sizes, 1):
-        if isinstance(model, ExportedModel):
-            classify = model.classifier(size)
-        else:
-            from cnncli.inference.predict import make_classifier
-
-            classify = make_classifier(model, size)
+        classify = classifier_of(model, size)
         classify(np.zeros((size, *model.resize.hw, model.channels), np.uint8))
         classifiers[size] = classify
         if progress:
