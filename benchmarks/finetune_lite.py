@@ -142,9 +142,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
+    import os
     import platform
 
+    from cnncli.training.xla_env import configure_xla
+
+    configure_xla()  # the XLA flags `cnn train` runs with, set before jax starts
     print(f"machine: {platform.processor() or platform.machine()}, batch {BATCH}")
+    print(f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '(unset)')}")
     for size in (160, 224):
         ours = cnn_side(size)
         theirs = {t: torch_side(size, t) for t in (1, 2)}

@@ -65,30 +65,6 @@ def test_logits_equal_timm_reference(weights):
     ] + ["head"]
 
 
-def test_shifted_and_grouped_depthwise_agree():
-    """The CPU form (shifted multiply-adds) and XLA's grouped conv: same values and gradients,
-    at stride 1 and 2, on odd and even sides (uneven 'SAME' padding)."""
-    rng = np.random.default_rng(0)
-    for k, s, (h, w) in ((3, 1, (14, 14)), (5, 2, (15, 16)), (3, 2, (16, 9))):
-        x = jnp.asarray(rng.normal(size=(2, h, w, 8)), jnp.float32)
-        kernel = jnp.asarray(rng.normal(size=(k, k, 1, 8)), jnp.float32)
-        pads = lite._pads(x, k, s)
-        a = lite.shifted_depthwise(x, kernel, s, pads)
-        b = lite.grouped_depthwise(x, kernel, s, pads)
-        assert a.shape == b.shape == (2, -(-h // s), -(-w // s), 8)
-        assert np.abs(np.asarray(a - b)).max() < 1e-4
-        grads = []
-        for form in (lite.shifted_depthwise, lite.grouped_depthwise):
-
-            def energy(x, k_, form=form, s=s, pads=pads):
-                return (form(x, k_, s, pads) ** 2).sum()
-
-            grads.append(jax.grad(energy, (0, 1))(x, kernel))
-        ga, gb = grads
-        for u, v in zip(ga, gb, strict=True):
-            assert np.abs(np.asarray(u - v)).max() < 1e-3 * (1 + np.abs(np.asarray(v)).max())
-
-
 def test_names_map_one_to_one():
     """Every array of Lite0 has one package name and one timm name, none shared."""
     shapes = lite_spec.param_shapes("efficientnet_lite0", 3, 1000)

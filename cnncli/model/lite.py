@@ -5,9 +5,9 @@ evaluation, prediction, Grad-CAM and export all run this one function. It matche
 `tf_efficientnet_lite*` in inference mode (tests/test_lite.py checks the logits):
 - TensorFlow 'SAME' padding, computed per side from the input (uneven on stride 2);
 - batch norm with eps 1e-3, ReLU6 after every conv but a block's projection;
-- depthwise convolutions as k x k shifted multiply-adds on the CPU: XLA:CPU's grouped
-  convolution (feature_group_count = C) ran 10-25x slower forward and ~8x slower under a
-  gradient (docs/performance.md). Other platforms keep XLA's grouped convolution.
+- depthwise convolutions as k x k shifted multiply-adds on the CPU, with a hand-written
+  gradient when training (cnncli.model.separable says why); other platforms keep XLA's
+  grouped convolution.
 `start` lets training run the top blocks alone on cached activations of the lower ones
 (finetune.py), and `activations` computes those caches.
 """
@@ -18,43 +18,13 @@ import jax
 import jax.numpy as jnp
 
 from cnncli.config import ModelConfig
+from cnncli.model import separable as dw
 from cnncli.model.layers import batch_norm, conv2d_pads
 from cnncli.model.lite_spec import BN_EPS, blocks, same_padding
 
 
 def _pads(x: jax.Array, kernel: int, stride: int):
     return same_padding(x.shape[1], kernel, stride), same_padding(x.shape[2], kernel, stride)
-
-
-def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
-    """Depthwise conv (kernel (k, k, 1, C)) as a sum of k² shifted, strided views of the
-    padded input, each times one tap's per-channel weights: elementwise work XLA:CPU fuses."""
-    (top, bottom), (left, right) = pads
-    k = kernel.shape[0]
-    xp = jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-    oh = (x.shape[1] + top + bottom - k) // stride + 1
-    ow = (x.shape[2] + left + right - k) // stride + 1
-    y = None
-    for i in range(k):
-        for j in range(k):
-            view = xp[
-                :, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride
-            ]
-            term = view * kernel[i, j, 0]
-            y = term if y is None else y + term
-    return y
-
-
-def grouped_depthwise(x: jax.Array, kernel: jax.Array, stride: int, pads) -> jax.Array:
-    """The same depthwise conv through XLA's grouped convolution (fast on GPUs and TPUs)."""
-    return jax.lax.conv_general_dilated(
-        x,
-        kernel,
-        window_strides=(stride, stride),
-        padding=pads,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=x.shape[-1],
-    )
 
 
 def depthwise(x: jax.Array, kernel: jax.Array, stride: int, *, train: bool) -> jax.Array:
@@ -66,19 +36,14 @@ def depthwise(x: jax.Array, kernel: jax.Array, stride: int, *, train: bool) -> j
     pads = _pads(x, kernel.shape[0], stride)
     if train:
         if jax.default_backend() == "cpu":
-            return shifted_depthwise(x, kernel, stride, pads)
-        return grouped_depthwise(x, kernel, stride, pads)
+            return dw.shifted_trainable(x, kernel, stride, pads)
+        return dw.grouped(x, kernel, stride, pads)
     return jax.lax.platform_dependent(
         x,
         kernel,
-        cpu=lambda a, b: shifted_depthwise(a, b, stride, pads),
-        default=lambda a, b: grouped_depthwise(a, b, stride, pads),
+        cpu=lambda a, b: dw.shifted(a, b, stride, pads),
+        default=lambda a, b: dw.grouped(a, b, stride, pads),
     )
-
-
-def pointwise(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """A 1x1 conv as one matrix product over the channels."""
-    return jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
 
 
 def _block(params, stats, new_stats, block, x, *, train, mask, bn_train):
@@ -91,7 +56,7 @@ def _block(params, stats, new_stats, block, x, *, train, mask, bn_train):
     convs = block.convs()
     for i, (conv, bn, _k, s, c_in, _c_out) in enumerate(convs):
         kernel = params[f"{conv}/kernel"]
-        x = depthwise(x, kernel, s, train=train) if c_in == 1 else pointwise(x, kernel)
+        x = depthwise(x, kernel, s, train=train) if c_in == 1 else dw.pointwise(x, kernel)
         x = norm(x, bn, act=i < len(convs) - 1)
     return x + shortcut if block.skip else x
 
@@ -120,7 +85,7 @@ def trunk(
     def conv_bn(x, conv, bn, stride):
         kernel = params[f"{conv}/kernel"]
         if kernel.shape[0] == 1:
-            y = pointwise(x, kernel)
+            y = dw.pointwise(x, kernel)
         else:
             y = conv2d_pads(x, kernel, stride, _pads(x, kernel.shape[0], stride), train=train)
         y, upd = batch_norm(y, params, stats, bn, bn_train, mask, eps=BN_EPS)
