@@ -619,7 +619,7 @@ def test_uploads_decode_exactly_like_files(tmp_path):
     """decode_upload (bytes in memory) gives decode_image's pixels for every odd image, and
     refuses what it refuses (truncated, not an image, bombs), for each resize policy."""
     from cnncli.data.decode import DecodeError, Resize, decode_image
-    from cnncli.serving.upload import UploadDecodeError, decode_upload
+    from cnncli.serving.upload import decode_upload
 
     cases = make_odd_images(tmp_path)
     for resize in (Resize(16, 16), Resize(20, 12, "pad"), Resize(9, 9, "squish")):
@@ -629,9 +629,10 @@ def test_uploads_decode_exactly_like_files(tmp_path):
                 if want == "skip":
                     with pytest.raises(DecodeError):
                         decode_image(path, resize, channels)
-                    with pytest.raises(UploadDecodeError):
-                        decode_upload(path.read_bytes(), resize, channels)
+                    with pytest.raises(DecodeError) as refused:
+                        decode_upload(path.read_bytes(), name, resize, channels)
+                    assert str(refused.value).startswith(f"{name}: ")
                     continue
                 expected = decode_image(path, resize, channels)
-                got = decode_upload(path.read_bytes(), resize, channels)
+                got = decode_upload(path.read_bytes(), name, resize, channels)
                 assert np.array_equal(got, expected), (name, resize, channels)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import stat
@@ -36,18 +37,24 @@ _DRAFT_FACTOR = 2
 
 
 class DecodeError(Exception):
-    """An image file could not be decoded; str(exc) is 'path: reason'."""
+    """An image could not be decoded; str(exc) is 'path: reason'.
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    kind sorts the reasons for callers that answer by category (the server's error codes):
+    unreadable, not_an_image, image_too_large, corrupt_image, unsupported_mode.
+    """
+
+    def __init__(self, path: str | Path, reason: str, kind: str = "corrupt_image") -> None:
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
 
 
 def open_image(
     path: str | Path, *, draft_size: int | None = None, draft_mode: str = "RGB"
 ) -> Image.Image:
-    """Open and fully decode an image: first frame, EXIF orientation applied, mode RGB or L.
+    """Open and fully decode an image file: first frame, EXIF orientation applied, mode RGB
+    or L.
 
     draft_size lets JPEGs decode at a reduced scale that keeps at least
     2 * draft_size pixels on each side (much faster for large photos).
@@ -56,19 +63,47 @@ def open_image(
     try:
         info = path.stat()
     except OSError as exc:
-        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from None
+        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})", "unreadable") from None
     if stat.S_ISDIR(info.st_mode):
-        raise DecodeError(path, "is a folder, not an image file")
+        raise DecodeError(path, "is a folder, not an image file", "unreadable")
     if not stat.S_ISREG(info.st_mode):  # opening a pipe or device can block forever
-        raise DecodeError(path, "not a regular file (a pipe or device?)")
+        raise DecodeError(path, "not a regular file (a pipe or device?)", "unreadable")
     if info.st_size == 0:
-        raise DecodeError(path, "empty file (0 bytes)")
+        raise DecodeError(path, "empty file (0 bytes)", "not_an_image")
     try:
-        with path.open("rb") as fh, warnings.catch_warnings():
+        with path.open("rb") as fh:
+            return _decode(fh, path, draft_size, draft_mode, None)
+    except PermissionError:
+        raise DecodeError(path, "cannot read file (permission denied)", "unreadable") from None
+    except IsADirectoryError:
+        raise DecodeError(path, "is a folder, not an image file", "unreadable") from None
+
+
+def open_image_bytes(
+    data: bytes,
+    name: str,
+    *,
+    draft_size: int | None = None,
+    draft_mode: str = "RGB",
+    formats: tuple[str, ...] | None = None,
+) -> Image.Image:
+    """open_image for bytes in memory (an upload), reported as `name`: the same checks,
+    draft and modes. formats limits which of Pillow's readers may open it."""
+    if not data:
+        raise DecodeError(name, "empty file (0 bytes)", "not_an_image")
+    return _decode(io.BytesIO(data), name, draft_size, draft_mode, formats)
+
+
+def _decode(fh, where, draft_size, draft_mode, formats) -> Image.Image:
+    """The decoding core of open_image and open_image_bytes: every failure a DecodeError."""
+    try:
+        with warnings.catch_warnings():
             # Pillow's own bomb warning fires at ~89 MP; MAX_PIXELS below is the real limit.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(fh)
-            _check_size(path, img.size)
+            img = Image.open(fh, formats=_readers(formats))
+            _check_size(where, img.size)
+            # JPEG only (an MPO, a phone's multi-picture JPEG, decodes at full scale): the rule
+            # every saved model was trained with.
             if draft_size and img.format == "JPEG":
                 side = _DRAFT_FACTOR * draft_size
                 img.draft(draft_mode, (side, side))
@@ -77,49 +112,56 @@ def open_image(
             img.load()
             # exif_transpose always returns a new image, detached from the open file.
             img = ImageOps.exif_transpose(img)
-    except DecodeError:
+    except (DecodeError, PermissionError, IsADirectoryError):
         raise
-    except PermissionError:
-        raise DecodeError(path, "cannot read file (permission denied)") from None
-    except IsADirectoryError:
-        raise DecodeError(path, "is a folder, not an image file") from None
     except UnidentifiedImageError:
-        raise DecodeError(path, _unidentified_reason(path)) from None
+        fh.seek(0)
+        reason = _unidentified_reason(fh.read(512), formats)
+        raise DecodeError(where, reason, "not_an_image") from None
     except Image.DecompressionBombError as exc:
         # Pillow's hard limit (about 179 MP) is above MAX_PIXELS; report it the same way.
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         raise DecodeError(
-            path, f"image too large ({pixels}, limit {MAX_PIXELS:,} pixels)"
+            where, f"image too large ({pixels}, limit {MAX_PIXELS:,} pixels)", "image_too_large"
         ) from None
     except MemoryError:
-        raise DecodeError(path, "image too large (out of memory while decoding)") from None
+        raise DecodeError(
+            where, "image too large (out of memory while decoding)", "image_too_large"
+        ) from None
     except Exception as exc:  # corrupt files make Pillow plugins raise almost anything
         raise DecodeError(
-            path, f"corrupt or truncated image ({type(exc).__name__}: {exc})"
+            where, f"corrupt or truncated image ({type(exc).__name__}: {exc})"
         ) from None
     try:
         return to_rgb_or_l(img)
     except ValueError as exc:
-        raise DecodeError(path, f"unsupported image mode {img.mode!r} ({exc})") from None
+        raise DecodeError(
+            where, f"unsupported image mode {img.mode!r} ({exc})", "unsupported_mode"
+        ) from None
 
 
-def _check_size(path: Path, size: tuple[int, int]) -> None:
+def _readers(formats: tuple[str, ...] | None) -> list[str] | None:
+    """The formats that this Pillow reads among those asked for (None: every reader)."""
+    if formats is None:
+        return None
+    Image.init()
+    return [name for name in formats if name in Image.OPEN]
+
+
+def _check_size(where, size: tuple[int, int]) -> None:
     width, height = size
     if width * height > MAX_PIXELS:
         raise DecodeError(
-            path, f"image too large ({width} x {height} pixels, limit {MAX_PIXELS:,} pixels)"
+            where,
+            f"image too large ({width} x {height} pixels, limit {MAX_PIXELS:,} pixels)",
+            "image_too_large",
         )
     if width < 1 or height < 1:
-        raise DecodeError(path, f"image has no pixels ({width} x {height})")
+        raise DecodeError(where, f"image has no pixels ({width} x {height})", "not_an_image")
 
 
-def _unidentified_reason(path: Path) -> str:
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(512)
-    except OSError:
-        head = b""
+def _unidentified_reason(head: bytes, formats: tuple[str, ...] | None) -> str:
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
         return "not an image: the file holds HTML/XML text (a saved web page?)"
@@ -130,6 +172,8 @@ def _unidentified_reason(path: Path) -> str:
         is_text = False
     if is_text:
         return "not an image: the file holds plain text"
+    if formats is not None:
+        return f"not an image in a format read here ({', '.join(formats)})"
     return "not an image in a format Pillow can read"
 
 
@@ -336,13 +380,25 @@ def decode_array(img: Image.Image, size: int | Resize, channels: int) -> np.ndar
     return array.reshape(out_h, out_w, channels)
 
 
-def decode_image(path: str | Path, size: int | Resize, channels: int) -> np.ndarray:
+def decode_image(
+    path: str | Path,
+    size: int | Resize,
+    channels: int,
+    *,
+    data: bytes | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> np.ndarray:
     """Decode one file to uint8 (H, W, channels) by the resize policy; DecodeError if unreadable.
 
-    `size` is a Resize, or an int for a square centre crop.
+    `size` is a Resize, or an int for a square centre crop. With `data`, the image is those
+    bytes (an upload) and `path` only names it; formats limits the readers (open_image_bytes).
     """
     spec = as_resize(size)
     # Every policy keeps >= 2x the output on both sides when drafting by the longer side.
     draft = math.ceil(max(spec.hw) / spec.crop_pct)
-    img = open_image(path, draft_size=draft, draft_mode="L" if channels == 1 else "RGB")
+    mode = "L" if channels == 1 else "RGB"
+    if data is None:
+        img = open_image(path, draft_size=draft, draft_mode=mode)
+    else:
+        img = open_image_bytes(data, str(path), draft_size=draft, draft_mode=mode, formats=formats)
     return decode_array(img, spec, channels)

@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from cnncli.data.decode import DecodeError
 from cnncli.serving.batcher import Batcher
 from cnncli.serving.engine import ServedModel
 from cnncli.serving.errors import ApiError
 from cnncli.serving.model_card import model_card
 from cnncli.serving.page import content_security_policy, page_html
-from cnncli.serving.upload import UploadDecodeError, decode_upload, read_body, split_images
+from cnncli.serving.upload import decode_upload, read_body, split_images
 
 # On every answer: no MIME sniffing, no caching of predictions, no referrer leaks.
 COMMON_HEADERS = {
@@ -81,14 +82,14 @@ def build_app(served: ServedModel, batcher: Batcher, settings: Settings) -> Star
         loop = asyncio.get_running_loop()
         resize, channels = served.model.resize, served.model.channels
         jobs = [
-            loop.run_in_executor(decode_pool, decode_upload, u.data, resize, channels)
+            loop.run_in_executor(decode_pool, decode_upload, u.data, u.name, resize, channels)
             for u in uploads
         ]
         images = await asyncio.gather(*jobs, return_exceptions=True)
         for index, (upload, image) in enumerate(zip(uploads, images, strict=True), 1):
-            if isinstance(image, UploadDecodeError):
+            if isinstance(image, DecodeError):
                 where = upload.name if len(uploads) == 1 else f"image {index} ({upload.name})"
-                raise ApiError(400, image.code, f"{where}: {image.reason}")
+                raise ApiError(400, image.kind, f"{where}: {image.reason}")
             if isinstance(image, BaseException):
                 raise image
         return uploads, images

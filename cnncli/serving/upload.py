@@ -2,23 +2,18 @@
 parts or the raw body), and each image decoded in memory by the training decode rules.
 
 Nothing touches the disk: the body is read into memory (never spooled to a temporary file),
-multipart parts are cut out of it by python-multipart's parser, and Pillow reads each image
-from a BytesIO.
+multipart parts are cut out of it by python-multipart's parser, and each image is decoded
+from memory by cnncli.data.decode, the code that decodes training images.
 """
 
 from __future__ import annotations
 
-import io
-import math
-import re
-import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnncli.data.decode import _DRAFT_FACTOR, MAX_PIXELS, Resize, decode_array, to_rgb_or_l
+from cnncli.data.decode import Resize, decode_image
 from cnncli.serving.errors import ApiError
 
 MB = 1024 * 1024
@@ -150,77 +145,8 @@ def _multipart_files(body: bytes, boundary: bytes) -> list[Upload]:
     return files
 
 
-class UploadDecodeError(Exception):
-    """An uploaded image could not be decoded; code is not_an_image, image_too_large, ..."""
-
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-def decode_upload(data: bytes, resize: Resize, channels: int) -> np.ndarray:
-    """Uploaded bytes -> uint8 (H, W, channels), as cnncli.data.decode.decode_image decodes a
-    file: the same size guard, JPEG draft, EXIF orientation, colour modes and resize."""
-    draft = math.ceil(max(resize.hw) / resize.crop_pct)
-    img = open_upload(data, draft_size=draft, draft_mode="L" if channels == 1 else "RGB")
-    return decode_array(img, resize, channels)
-
-
-def open_upload(data: bytes, *, draft_size: int, draft_mode: str) -> Image.Image:
-    """decode.open_image for bytes in memory: fully decoded first frame, RGB or L."""
-    if not data:
-        raise UploadDecodeError("not_an_image", "empty file (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=_formats())
-            width, height = img.size
-            if width * height > MAX_PIXELS:
-                raise UploadDecodeError(
-                    "image_too_large",
-                    f"image too large ({width} x {height} pixels, limit {MAX_PIXELS:,} pixels)",
-                )
-            if width < 1 or height < 1:
-                raise UploadDecodeError("not_an_image", f"image has no pixels ({width} x {height})")
-            if img.format in ("JPEG", "MPO"):
-                side = _DRAFT_FACTOR * draft_size
-                img.draft(draft_mode, (side, side))
-            img.load()
-            img = ImageOps.exif_transpose(img)
-        return to_rgb_or_l(img)
-    except UploadDecodeError:
-        raise
-    except UnidentifiedImageError:
-        raise UploadDecodeError("not_an_image", _unidentified_reason(data)) from None
-    except Image.DecompressionBombError as exc:
-        found = re.search(r"\((\d+) pixels\)", str(exc))
-        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
-        raise UploadDecodeError(
-            "image_too_large", f"image too large ({pixels}, limit {MAX_PIXELS:,} pixels)"
-        ) from None
-    except MemoryError:
-        raise UploadDecodeError("image_too_large", "image too large (out of memory)") from None
-    except Exception as exc:  # corrupt files make Pillow plugins raise almost anything
-        raise UploadDecodeError(
-            "corrupt_image", f"corrupt or truncated image ({type(exc).__name__}: {exc})"
-        ) from None
-
-
-def _formats() -> list[str]:
-    """UPLOAD_FORMATS that this Pillow reads (all its readers registered first)."""
-    Image.init()
-    return [name for name in UPLOAD_FORMATS if name in Image.OPEN]
-
-
-def _unidentified_reason(data: bytes) -> str:
-    head = data[:512]
-    if head.lstrip().lower().startswith((b"<!doctype html", b"<html", b"<?xml", b"<svg")):
-        return "not an image: the upload holds HTML/XML text"
-    try:
-        head.decode("utf-8")
-        if b"\x00" not in head:
-            return "not an image: the upload holds plain text"
-    except UnicodeDecodeError:
-        pass
-    return f"not an image in a format this server reads ({', '.join(UPLOAD_FORMATS)})"
+def decode_upload(data: bytes, name: str, resize: Resize, channels: int) -> np.ndarray:
+    """Uploaded bytes -> uint8 (H, W, channels) by training's decode path (decode_image):
+    size guard, JPEG draft, EXIF orientation, colour modes, resize. A failure raises
+    DecodeError, whose kind is the server's error code."""
+    return decode_image(name, resize, channels, data=data, formats=UPLOAD_FORMATS)
