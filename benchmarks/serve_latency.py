@@ -179,6 +179,17 @@ def measure(name: str, model: Path, image: bytes, args, env: dict) -> dict:
     }
 
 
+def _without_httptools(tmp: Path, env: dict) -> dict:
+    """An environment whose Python cannot import httptools, so uvicorn falls back to h11."""
+    shadow = tmp / "no-httptools"
+    (shadow / "httptools").mkdir(parents=True)
+    (shadow / "httptools" / "__init__.py").write_text(
+        'raise ImportError("hidden by benchmarks/serve_latency.py --h11")\n'
+    )
+    path = os.pathsep.join(p for p in (str(shadow), env.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path}
+
+
 def _get(port: int, path: str) -> bytes:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("GET", path)
@@ -194,6 +205,12 @@ def main() -> None:
     parser.add_argument("--image", type=Path, help="the image sent (default: an ants JPEG)")
     parser.add_argument("--run", type=Path, help="also serve this trained run")
     parser.add_argument("--lite", type=Path, help="also serve this EfficientNet-Lite run")
+    parser.add_argument(
+        "--h11",
+        action="store_true",
+        help="also serve the small CNN with uvicorn's pure-Python HTTP parser (h11), httptools "
+        "hidden from the server, to compare with the default (httptools when installed)",
+    )
     args = parser.parse_args()
     image_path = args.image
     if image_path is None:
@@ -202,18 +219,21 @@ def main() -> None:
     image = image_path.read_bytes()
     with tempfile.TemporaryDirectory(prefix="cnn-serve-bench-") as tmp:
         env = {**os.environ, "XDG_CACHE_HOME": str(Path(tmp) / "cache")}
-        models = [("small CNN (random weights)", write_small_cnn(Path(tmp) / "model"))]
+        small = write_small_cnn(Path(tmp) / "model")
+        models = [("small CNN (random weights)", small, env)]
+        if args.h11:
+            models.append(("small CNN, h11 parser", small, _without_httptools(Path(tmp), env)))
         if args.run:
-            models.append((f"run {args.run.name}", args.run))
+            models.append((f"run {args.run.name}", args.run, env))
         if args.lite:
-            models.append((f"Lite run {args.lite.name}", args.lite))
+            models.append((f"Lite run {args.lite.name}", args.lite, env))
         print(
             f"{os.cpu_count()} cores; image {image_path.name} ({len(image) / 1024:.0f} KiB); "
             f"{args.rounds} rounds x {args.requests} requests per setting; load average "
             f"{os.getloadavg()[0]:.1f}",
             flush=True,
         )
-        rows = [measure(name, path, image, args, env) for name, path in models]
+        rows = [measure(name, path, image, args, menv) for name, path, menv in models]
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}\n")
     print(
         "| model | input | p50 ms | p99 ms | 1 client req/s | 16 clients req/s | 16 / 1 "
