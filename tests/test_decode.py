@@ -231,3 +231,34 @@ def test_unreadable_file_real_permissions(tmp_path):
             open_image(path)
     finally:
         path.chmod(0o644)
+
+
+def test_bytes_decode_like_the_file_jpeg_and_mpo(tmp_path):
+    """decode_image with data= (an upload) gives the file's pixels for a large JPEG and a
+    phone-style MPO (two pictures in one JPEG), where drafting could make them differ; a
+    format outside `formats` is refused with the upload's name and kind not_an_image."""
+    rng = np.random.default_rng(0)
+    first = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    second = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    first.save(tmp_path / "photo.jpg", quality=90)
+    first.save(tmp_path / "phone.mpo", format="MPO", save_all=True, append_images=[second])
+    with Image.open(tmp_path / "phone.mpo") as check:
+        assert check.format == "MPO"
+    for name in ("photo.jpg", "phone.mpo"):
+        path = tmp_path / name
+        for size in (16, 64, 300):
+            from_file = decode_image(path, size, 3)
+            from_bytes = decode_image(
+                name, size, 3, data=path.read_bytes(), formats=("JPEG", "MPO")
+            )
+            assert np.array_equal(from_file, from_bytes), (name, size)
+    first.save(tmp_path / "photo.png")
+    with pytest.raises(DecodeError) as refused:
+        decode_image(
+            "upload 1", 16, 3, data=(tmp_path / "photo.png").read_bytes(), formats=("JPEG",)
+        )
+    assert refused.value.kind == "not_an_image"
+    assert str(refused.value).startswith("upload 1: not an image in a format read here (JPEG)")
+    with pytest.raises(DecodeError) as empty:
+        decode_image("upload 2", 16, 3, data=b"")
+    assert empty.value.kind == "not_an_image" and "empty file" in str(empty.value)
