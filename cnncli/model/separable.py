@@ -33,10 +33,6 @@ import jax.numpy as jnp
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
-def _out_size(size: int, pad: tuple[int, int], k: int, stride: int) -> int:
-    return (size + pad[0] + pad[1] - k) // stride + 1
-
-
 def _tap(xp: jax.Array, i: int, j: int, stride: int, oh: int, ow: int) -> jax.Array:
     """The strided view of the padded input that tap (i, j) multiplies: (N, OH, OW, C)."""
     return xp[:, i : i + stride * (oh - 1) + 1 : stride, j : j + stride * (ow - 1) + 1 : stride]
@@ -45,10 +41,17 @@ def _tap(xp: jax.Array, i: int, j: int, stride: int, oh: int, ow: int) -> jax.Ar
 def shifted(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) -> jax.Array:
     """Depthwise conv as a sum of k² shifted, strided views of the padded input, each times
     one tap's per-channel weights: elementwise work XLA:CPU fuses into one loop."""
+    return _taps_sum(_pad(x, pads), kernel, stride)
+
+
+def _pad(x: jax.Array, pads: Pads) -> jax.Array:
+    return jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+
+
+def _taps_sum(xp: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
     k = kernel.shape[0]
-    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
-    oh = _out_size(x.shape[1], pads[0], k, stride)
-    ow = _out_size(x.shape[2], pads[1], k, stride)
+    oh = (xp.shape[1] - k) // stride + 1
+    ow = (xp.shape[2] - k) // stride + 1
     y = None
     for i in range(k):
         for j in range(k):
@@ -76,14 +79,17 @@ def shifted_trainable(x: jax.Array, kernel: jax.Array, stride: int, pads: Pads) 
 
 
 def _forward(x, kernel, stride, pads):
-    return shifted(x, kernel, stride, pads), (x, kernel)
+    # The padded input is kept for the kernel gradient rather than padded again there.
+    xp = _pad(x, pads)
+    return _taps_sum(xp, kernel, stride), (xp, kernel)
 
 
 def _backward(stride, pads, residuals, g):
-    x, kernel = residuals
-    return input_grad(g, kernel, stride, pads, x.shape), kernel_grad(
-        x, g, kernel.shape, stride, pads
-    )
+    xp, kernel = residuals
+    (top, bottom), (left, right) = pads
+    n, hp, wp, c = xp.shape
+    shape = (n, hp - top - bottom, wp - left - right, c)
+    return input_grad(g, kernel, stride, pads, shape), kernel_grad(xp, g, kernel.shape, stride)
 
 
 shifted_trainable.defvjp(_forward, _backward)
@@ -118,13 +124,12 @@ def input_grad(g: jax.Array, kernel: jax.Array, stride: int, pads: Pads, shape) 
     return dxp[:, top : top + h, left : left + w]
 
 
-def kernel_grad(x: jax.Array, g: jax.Array, shape, stride: int, pads: Pads) -> jax.Array:
+def kernel_grad(xp: jax.Array, g: jax.Array, shape, stride: int) -> jax.Array:
     """d(loss)/d(kernel), shape (k, k, 1, C). Per kernel row, one sum over the output's
     columns of (the k input columns that column saw, one slice) x (its gradient): an
     (N, OH, k, C) loop fusion that reads the input and g in place, without a shifted copy.
     The k rows' sums are stacked and reduced over (N, OH) at once."""
     k = shape[0]
-    xp = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     oh, ow = g.shape[1], g.shape[2]
     per_row = []
     for i in range(k):
