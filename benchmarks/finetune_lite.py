@@ -8,8 +8,9 @@ For each size (160, 224; batch 32) it measures images/s of
   PyTorch: the same with two Adam parameter groups, batch norm in train mode),
 - top-5 step (224 only): what --tune-blocks 5 trains per image, blocks 11-15 + head from
   cached 14x14x112 activations (cnn only; PyTorch has no such mode to compare with).
-Rounds alternate which side goes first, so a busy machine slows both alike; medians and
-per-round ratios are printed. PyTorch runs with 1 and with 2 threads and its best counts.
+Each side runs in its own worker process and only when asked, so one side's idle thread
+pool never competes with the other's work. Rounds alternate which side goes first, so a
+busy machine slows both alike; medians and per-round ratios are printed. PyTorch runs with 1 and with 2 threads and its best counts.
 
 Needs torch and timm next to cnn (not in cnn's extras: timm pulls torchvision):
     python -m venv /tmp/bench && /tmp/bench/bin/pip install -e . torch timm
@@ -141,6 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument(
+        "--torch-malloc",
+        action="store_true",
+        help="give PyTorch's process the glibc malloc thresholds cnn sets for itself "
+        "(configure_malloc); by default PyTorch runs as a user would run it",
+    )
     args = parser.parse_args()
     import os
     import platform
@@ -150,22 +157,42 @@ def main() -> None:
     configure_xla()  # the XLA flags `cnn train` runs with, set before jax starts
     print(f"machine: {platform.processor() or platform.machine()}, batch {BATCH}")
     print(f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '(unset)')}")
+    print(f"PyTorch with cnn's malloc thresholds: {'yes' if args.torch_malloc else 'no'}")
+    import multiprocessing
+
+    # Each side runs in its own process and only when asked: one side's idle thread pool
+    # (OpenMP's, XLA's) never competes with the other's work, as it could in one process.
+    ctx = multiprocessing.get_context("spawn")
+    workers = {}
+    for side in ("cnn", "torch"):
+        mine, theirs_end = ctx.Pipe()
+        malloc = side == "cnn" or args.torch_malloc
+        proc = ctx.Process(target=_worker, args=(side, theirs_end, malloc), daemon=True)
+        proc.start()
+        workers[side] = (proc, mine)
+
+    def ask(side: str, size: int, threads: int, what: str) -> float | None:
+        conn = workers[side][1]
+        conn.send((size, threads, what, args.steps))
+        return conn.recv()
+
     for size in (160, 224):
-        ours = cnn_side(size)
-        theirs = {t: torch_side(size, t) for t in (1, 2)}
         rates: dict[str, list[float]] = {}
         for r in range(args.rounds):
             order = ["cnn", "torch"] if r % 2 == 0 else ["torch", "cnn"]
             for side in order:
                 if side == "cnn":
-                    rates.setdefault("cnn forward", []).append(_time(ours[0], args.steps))
-                    rates.setdefault("cnn step", []).append(_time(ours[1], args.steps))
-                    if ours[2] is not None:
-                        rates.setdefault("cnn top-5 step", []).append(_time(ours[2], args.steps))
+                    rates.setdefault("cnn forward", []).append(ask("cnn", size, 0, "forward"))
+                    rates.setdefault("cnn step", []).append(ask("cnn", size, 0, "step"))
+                    top = ask("cnn", size, 0, "top")
+                    if top is not None:
+                        rates.setdefault("cnn top-5 step", []).append(top)
                     continue
-                for t, (fwd, step) in theirs.items():
-                    rates.setdefault(f"torch{t} forward", []).append(_time(fwd, args.steps))
-                    rates.setdefault(f"torch{t} step", []).append(_time(step, args.steps))
+                for t in (1, 2):
+                    rates.setdefault(f"torch{t} forward", []).append(
+                        ask("torch", size, t, "forward")
+                    )
+                    rates.setdefault(f"torch{t} step", []).append(ask("torch", size, t, "step"))
         med = {k: statistics.median(v) for k, v in rates.items()}
         for what in ("forward", "step"):
             best = max(med[f"torch1 {what}"], med[f"torch2 {what}"])
@@ -186,6 +213,37 @@ def main() -> None:
             )
         if "cnn top-5 step" in med:
             print(f"{size} px top-5 step (--tune-blocks 5): cnn {med['cnn top-5 step']:6.1f} img/s")
+    for proc, conn in workers.values():
+        conn.send(None)
+        proc.join(timeout=60)
+
+
+def _worker(side: str, conn, malloc: bool) -> None:
+    """One side's process: builds its functions per (size, threads) when first asked, then
+    answers (size, threads, what, steps) with images/s (None: no such function). malloc:
+    apply cnn's glibc malloc thresholds (cnn always does, through configure_xla)."""
+    from cnncli.training.xla_env import configure_malloc, configure_xla
+
+    if side == "cnn":
+        configure_xla()
+    elif malloc:
+        configure_malloc()
+    built: dict = {}
+    while (request := conn.recv()) is not None:
+        size, threads, what, steps = request
+        if side == "cnn":
+            fns = built.get(size) or built.setdefault(size, cnn_side(size))
+        else:
+            import torch
+
+            fns = built.get(size) or built.setdefault(size, torch_side(size, threads))
+            torch.set_num_threads(threads)
+        fn = (
+            fns[{"forward": 0, "step": 1, "top": 2}[what]]
+            if what != "top" or side == "cnn"
+            else None
+        )
+        conn.send(None if fn is None else _time(fn, steps))
 
 
 if __name__ == "__main__":
