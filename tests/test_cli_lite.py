@@ -38,6 +38,7 @@ def tuned(photos, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tuned") / "run"
     args = ["train", str(photos), "--init", "lite0", "--tune-blocks", "2", "--epochs", "2"]
     args += ["--head-epochs", "2", "--image-size", "64", "--batch-size", "8", "--out", str(out)]
+    args += ["--split-guard", "exact"]  # the near guard's Lite pass is test_split_guard.py's
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
@@ -97,8 +98,10 @@ def test_photo_folder_gets_the_pretrained_recipe_and_none_turns_it_off(runner, p
     """No flags on a photo-like folder: the recipe starts from Lite0 (24 images: --freeze);
     --init none and --recipe fixed train from scratch."""
     out = tmp_path / "auto"
+    # --split-guard exact: the near-duplicate guard's own Lite pass is tested in
+    # test_split_guard.py; here it would only add time.
     args = ["train", str(photos), "--image-size", "64", "--epochs", "3", "--out", str(out)]
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [*args, "--split-guard", "exact"])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "start from" in text and "efficientnet_lite0" in text and "ships with cnn" in text
@@ -117,6 +120,8 @@ def test_photo_folder_gets_the_pretrained_recipe_and_none_turns_it_off(runner, p
             "1",
             "--image-size",
             "16",
+            "--split-guard",
+            "exact",
             "--out",
             str(run),
         ]
@@ -143,6 +148,7 @@ def test_time_budget_races_the_pretrained_start_against_scratch(runner, photos, 
     out = tmp_path / "race"
     flags = ["--image-size", "64", "--epochs", "1", "--batch-size", "8", "--augment", "none"]
     flags += ["--time-budget", "0.05"]  # --augment none: fewer distinct scratch candidates
+    flags += ["--split-guard", "exact"]  # the guard's Lite pass is test_split_guard.py's
     result = runner.invoke(app, ["train", str(photos), "--out", str(out), *flags])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "candidates.csv").open()))
