@@ -219,7 +219,7 @@ def main() -> None:
 
 
 def _worker(side: str, conn, malloc: bool) -> None:
-    """One side's process: builds its functions per (size, threads) when first asked, then
+    """One side's process: builds its functions per size when first asked, then
     answers (size, threads, what, steps) with images/s (None: no such function). malloc:
     apply cnn's glibc malloc thresholds (cnn always does, through configure_xla)."""
     from cnncli.training.xla_env import configure_malloc, configure_xla
@@ -231,18 +231,15 @@ def _worker(side: str, conn, malloc: bool) -> None:
     built: dict = {}
     while (request := conn.recv()) is not None:
         size, threads, what, steps = request
-        if side == "cnn":
-            fns = built.get(size) or built.setdefault(size, cnn_side(size))
-        else:
+        if size not in built:
+            built[size] = cnn_side(size) if side == "cnn" else torch_side(size, threads)
+        if side == "torch":
             import torch
 
-            fns = built.get(size) or built.setdefault(size, torch_side(size, threads))
             torch.set_num_threads(threads)
-        fn = (
-            fns[{"forward": 0, "step": 1, "top": 2}[what]]
-            if what != "top" or side == "cnn"
-            else None
-        )
+        fns = built[size]
+        index = ("forward", "step", "top").index(what)
+        fn = fns[index] if index < len(fns) else None
         conn.send(None if fn is None else _time(fn, steps))
 
 
